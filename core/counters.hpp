@@ -1,0 +1,43 @@
+// Counters behind livetrack.stats. Each field has one writing process (noted),
+// except those bumped with fetch_add; readers load them relaxed.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+namespace lt {
+
+#define LT_COUNTERS(X)                                                                          \
+	/* listener */                                                                              \
+	X(received_messages)   /* binary messages, JSON lines and ingest() calls */               \
+	X(accepted_records)    /* validated and put on the ring */                                 \
+	X(rejected_malformed)  /* undecodable datagrams, frames or lines; reserved bits set */     \
+	X(rejected_auth)       /* unsigned from a non-loopback peer, or signed (no keys yet) */    \
+	X(rejected_replay)     /* anti-replay window (needs signing keys: always 0 for now) */     \
+	X(rejected_range)      /* field out of range */                                            \
+	X(rejected_clock)      /* ts outside [now - max_late, now + max_future] */                \
+	X(late_records)        /* accepted, but not newer than the live position */                \
+	X(dropped_ring_full)   /* UDP records dropped because the ring was full */                 \
+	X(live_full)           /* new drivers beyond livetrack.max_drivers (history only) */       \
+	X(udp_datagrams)                                                                            \
+	X(tcp_connections_accepted)                                                                 \
+	X(tcp_connections_refused) /* over livetrack.max_connections */                            \
+	X(tcp_connections_closed_bad_frame)                                                         \
+	X(tcp_connections_closed_idle)                                                              \
+	/* flusher */                                                                               \
+	X(flushed_records)                                                                          \
+	X(flush_batches)                                                                            \
+	X(flush_errors)                                                                             \
+	X(partitions_created)                                                                       \
+	X(partitions_dropped)                                                                       \
+	/* orders (not implemented yet) */                                                          \
+	X(notifications)
+
+struct Counters {
+#define LT_FIELD(name) uint64_t name;
+	LT_COUNTERS(LT_FIELD)
+#undef LT_FIELD
+};
+static_assert(std::is_trivially_copyable_v<Counters>);
+
+} // namespace lt

@@ -1,0 +1,77 @@
+#include "message.hpp"
+
+#include <cstring>
+
+#include "json_lines.hpp"
+
+namespace lt {
+namespace {
+
+// Unsigned input is trusted from loopback only, unless auth is off.
+bool unsigned_allowed(bool peer_loopback, const Policy &p) {
+	return p.auth == AuthMode::Off || peer_loopback;
+}
+
+} // namespace
+
+void judge_message(const uint8_t *frame, const wire::Header &h, bool peer_loopback, const Policy &p,
+                   int64_t now_ms, MessageVerdict &out) {
+	out.count = h.count;
+	out.accepted = 0;
+	out.message = Reject::None;
+	if (h.reserved != 0)
+		out.message = Reject::Malformed;
+	else if (h.is_signed() ? p.auth != AuthMode::Off : !unsigned_allowed(peer_loopback, p))
+		// Signing keys are not implemented yet: a signed message can only be
+		// taken where authentication is off (and then its tag is not checked).
+		out.message = Reject::Auth;
+	for (uint16_t i = 0; i < h.count; i++) {
+		wire::decode_record(frame, i, out.fix[i]);
+		out.record[i] = out.message != Reject::None ? out.message : validate_fix(out.fix[i], now_ms, p.clock);
+		if (out.record[i] == Reject::None)
+			out.accepted++;
+	}
+}
+
+Reject judge_json_line(const char *s, size_t n, bool peer_loopback, const Policy &p, int64_t now_ms, Fix &out) {
+	if (!unsigned_allowed(peer_loopback, p))
+		return Reject::Auth;
+	Reject r = json::parse_line(s, n, now_ms, out);
+	if (r != Reject::None)
+		return r;
+	return validate_fix(out, now_ms, p.clock);
+}
+
+Unit next_unit(const uint8_t *p, size_t n, bool json, size_t max_line, size_t &len, size_t &consumed) {
+	if (json) {
+		const void *nl = std::memchr(p, '\n', n < max_line + 1 ? n : max_line + 1);
+		if (nl == nullptr) {
+			if (n > max_line) {
+				len = 0;
+				consumed = n;
+				return Unit::TooLong;
+			}
+			return Unit::NeedMore;
+		}
+		consumed = size_t(static_cast<const uint8_t *>(nl) - p) + 1;
+		len = consumed - 1;
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		return Unit::Line;
+	}
+	wire::Header h;
+	size_t frame_len = 0;
+	switch (wire::parse_header(p, n, h, frame_len)) {
+	case wire::Parse::Bad: return Unit::Bad;
+	case wire::Parse::NeedMore: return Unit::NeedMore;
+	case wire::Parse::Ok: break;
+	}
+	if (n < frame_len)
+		return Unit::NeedMore;
+	len = consumed = frame_len;
+	return Unit::Frame;
+}
+
+bool is_json(const uint8_t *p, size_t n) { return n > 0 && p[0] == '{'; }
+
+} // namespace lt

@@ -1,0 +1,56 @@
+// From bytes to verdicts: everything the listener decides about input before
+// it touches shared state. Pure functions, so the fuzzer and the unit tests
+// exercise exactly what the worker runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fix.hpp"
+#include "wire.hpp"
+
+namespace lt {
+
+enum class AuthMode : uint8_t { LoopbackTrust = 0, Off = 1 };
+
+struct Policy {
+	AuthMode auth;
+	ClockLimits clock;
+};
+
+// Verdicts for one binary message.
+struct MessageVerdict {
+	Reject message;   // None, or why the whole message was refused
+	uint16_t count;   // records in the message
+	uint16_t accepted;
+	Reject record[wire::kMaxCount];
+	Fix fix[wire::kMaxCount];
+	uint8_t ack_status() const {
+		if (message != Reject::None)
+			return wire::kAckRejected;
+		return accepted == count ? wire::kAckAll : wire::kAckSome;
+	}
+};
+
+// `frame` holds a whole frame whose header parse_header() accepted.
+void judge_message(const uint8_t *frame, const wire::Header &h, bool peer_loopback, const Policy &p,
+                   int64_t now_ms, MessageVerdict &out);
+
+// One JSON line: parse, then the same field and clock checks as binary.
+// JSON is never signed, so it is accepted only where unsigned input is.
+Reject judge_json_line(const char *s, size_t n, bool peer_loopback, const Policy &p, int64_t now_ms, Fix &out);
+
+// Splitting a TCP stream into units.
+enum class Unit : uint8_t {
+	Frame,    // binary frame of `len` bytes at the start
+	Line,     // JSON line of `len` bytes (no "\r\n"); `consumed` includes the newline
+	NeedMore, // incomplete: read more
+	Bad,      // binary framing error: the connection must be closed
+	TooLong,  // a JSON line longer than the limit: drop `consumed` bytes and count it
+};
+Unit next_unit(const uint8_t *p, size_t n, bool json, size_t max_line, size_t &len, size_t &consumed);
+
+// What a UDP datagram is. JSON when the first byte is '{'.
+bool is_json(const uint8_t *p, size_t n);
+
+} // namespace lt
