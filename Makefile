@@ -1,0 +1,30 @@
+# PGXS build of the livetrack extension: make && make install; make installcheck
+EXTENSION = livetrack
+MODULE_big = livetrack
+DATA = sql/livetrack--0.1.0.sql
+
+# Pure C++ core (no Postgres headers; also built by CMake for unit tests),
+# the code Postgres calls (extension/), and the background workers (worker/).
+CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o
+EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o
+WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o
+OBJS = $(CORE) $(EXT) $(WORKERS)
+
+PG_CXXFLAGS = -std=c++17 -fno-omit-frame-pointer -Wno-register -Wno-missing-field-initializers
+SHLIB_LINK = -lstdc++
+
+# SQL tests run against a server that preloads livetrack and whose
+# livetrack.database is $(REGRESS_DB); scripts/test sets one up.
+REGRESS_DB ?= livetrack_regress
+REGRESS = install ingest live errors stats
+REGRESS_OPTS = --inputdir=test --outputdir=build/regress --use-existing --dbname=$(REGRESS_DB)
+
+# No LLVM bitcode for JIT: it needs a clang matching the server's build, and
+# none of this code is called from expressions the JIT would inline.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(OBJS): $(wildcard core/*.hpp extension/*.hpp worker/*.hpp)

@@ -1,0 +1,167 @@
+// Module entry: settings, shared memory, and the two background workers.
+#include "../core/message.hpp"
+#include "shared.hpp"
+
+extern "C" {
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+}
+
+LtControl *lt_ctl;
+lt::Ring<lt::Ping> lt_ring;
+lt::Ring<lt::Ping> lt_ingest;
+lt::LiveTable lt_live;
+
+char *lt_database;
+char *lt_listen_addresses;
+int lt_port;
+int lt_auth;
+int lt_max_drivers;
+int lt_ring_size;
+int lt_flush_interval_ms;
+int lt_batch_size;
+int lt_max_late_ms;
+int lt_max_future_ms;
+int lt_history_retention_min;
+int lt_max_connections;
+int lt_tcp_idle_timeout_s;
+
+static shmem_request_hook_type prev_shmem_request_hook;
+static shmem_startup_hook_type prev_shmem_startup_hook;
+
+static const struct config_enum_entry auth_options[] = {
+    {"loopback_trust", int(lt::AuthMode::LoopbackTrust), false},
+    {"off", int(lt::AuthMode::Off), false},
+    {NULL, 0, false},
+};
+
+static Size align64(Size n) { return (n + 63) & ~Size(63); }
+
+// Layout of the segment: control | ring | ingest queue | live table.
+static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_off) {
+	Size off = align64(sizeof(LtControl));
+	*ring_off = off;
+	off = align64(off + lt::Ring<lt::Ping>::bytes_needed(uint64(lt_ring_size)));
+	*ingest_off = off;
+	off = align64(off + lt::Ring<lt::Ping>::bytes_needed(kIngestQueueSize));
+	*live_off = off;
+	off = align64(off + lt::LiveTable::bytes_needed(uint32(lt_max_drivers)));
+	return off;
+}
+
+static void lt_shmem_request(void) {
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	uint64 a, b, c;
+	RequestAddinShmemSpace(segment_layout(&a, &b, &c));
+}
+
+static void lt_shmem_startup(void) {
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	uint64 ring_off, ingest_off, live_off;
+	Size size = segment_layout(&ring_off, &ingest_off, &live_off);
+	bool found;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	char *base = static_cast<char *>(ShmemInitStruct("livetrack", size, &found));
+	if (!found) {
+		// Fresh memory: server start or crash restart. The live state is
+		// empty until the listener rebuilds it from history.
+		auto *ctl = reinterpret_cast<LtControl *>(base);
+		memset(ctl, 0, sizeof *ctl);
+		ctl->listener_procno = -1;
+		ctl->flusher_procno = -1;
+		ConditionVariableInit(&ctl->drained_cv);
+		ConditionVariableInit(&ctl->flushed_cv);
+		ctl->ring_offset = ring_off;
+		ctl->ingest_offset = ingest_off;
+		ctl->live_offset = live_off;
+		lt::Ring<lt::Ping>::format(base + ring_off, uint64(lt_ring_size));
+		lt::Ring<lt::Ping>::format(base + ingest_off, kIngestQueueSize);
+		lt::LiveTable::format(base + live_off, uint32(lt_max_drivers));
+	}
+	LWLockRelease(AddinShmemInitLock);
+	lt_ctl = reinterpret_cast<LtControl *>(base);
+	lt_ring.attach(base + lt_ctl->ring_offset);
+	lt_ingest.attach(base + lt_ctl->ingest_offset);
+	lt_live.attach(base + lt_ctl->live_offset);
+}
+
+void lt_require_shared(void) {
+	if (lt_ctl == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("livetrack is not loaded"),
+		                errhint("Add livetrack to shared_preload_libraries and restart the server.")));
+}
+
+Latch *lt_latch_of(int32 procno) {
+	if (procno < 0)
+		return NULL;
+	return &ProcGlobal->allProcs[procno].procLatch;
+}
+
+static void define_settings(void) {
+	DefineCustomStringVariable("livetrack.database", "Database the livetrack workers serve.", NULL, &lt_database,
+	                           "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.listen_addresses",
+	                           "Comma-separated addresses for the device port ('*' for all).", NULL,
+	                           &lt_listen_addresses, "127.0.0.1", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.port", "UDP and TCP port for devices.", NULL, &lt_port, 5480, 1, 65535,
+	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("livetrack.auth", "Which device input is accepted.",
+	                         "loopback_trust: unsigned input only from loopback; off: everything.", &lt_auth,
+	                         int(lt::AuthMode::LoopbackTrust), auth_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.max_drivers", "Capacity of the live state (drivers).", NULL,
+	                        &lt_max_drivers, 200000, 16, 100000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.ring_size", "Records the listener-to-flusher ring holds.", NULL,
+	                        &lt_ring_size, 1 << 20, 1024, 1 << 30, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.flush_interval", "Longest a received record waits before its commit.",
+	                        NULL, &lt_flush_interval_ms, 100, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.batch_size", "Records per history transaction.", NULL, &lt_batch_size, 8192,
+	                        1, 1 << 20, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.max_late", "Oldest accepted fix, behind the server clock.", NULL,
+	                        &lt_max_late_ms, 10 * 60 * 1000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.max_future", "Newest accepted fix, ahead of the server clock.", NULL,
+	                        &lt_max_future_ms, 30 * 1000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.history_retention", "Age after which history partitions are dropped.",
+	                        "0 keeps history forever.", &lt_history_retention_min, 7 * 24 * 60, 0, INT_MAX,
+	                        PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.max_connections", "Concurrent device TCP connections.", NULL,
+	                        &lt_max_connections, 1024, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.tcp_idle_timeout", "Idle device TCP connections are closed after this.",
+	                        "0 disables the timeout.", &lt_tcp_idle_timeout_s, 300, 0, INT_MAX, PGC_SIGHUP,
+	                        GUC_UNIT_S, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("livetrack");
+}
+
+static void register_worker(const char *name, const char *function) {
+	BackgroundWorker w;
+	memset(&w, 0, sizeof w);
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = 1;
+	strlcpy(w.bgw_library_name, "livetrack", BGW_MAXLEN);
+	strlcpy(w.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(w.bgw_name, name, BGW_MAXLEN);
+	strlcpy(w.bgw_type, name, BGW_MAXLEN);
+	RegisterBackgroundWorker(&w);
+}
+
+void _PG_init(void) {
+	define_settings();
+	if (!process_shared_preload_libraries_in_progress)
+		return; // SQL functions will say how to load it properly
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = lt_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = lt_shmem_startup;
+	register_worker("livetrack listener", "livetrack_listener_main");
+	register_worker("livetrack flusher", "livetrack_flusher_main");
+}

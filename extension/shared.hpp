@@ -1,0 +1,89 @@
+// Shared memory and settings of the extension, as every process sees them.
+#pragma once
+
+#include "../core/counters.hpp"
+#include "../core/fix.hpp"
+#include "../core/histogram.hpp"
+#include "../core/live_table.hpp"
+#include "../core/ring.hpp"
+#include "pg.hpp"
+
+extern "C" {
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+}
+
+// Listener life cycle, as published in LtControl::listener_state.
+enum LtListenerState : uint32_t {
+	LT_LISTENER_DOWN = 0,
+	LT_LISTENER_WAITING = 1,    // connected; the extension does not exist yet
+	LT_LISTENER_REBUILDING = 2, // loading the live state from history
+	LT_LISTENER_SERVING = 3,
+};
+
+// The control block at the start of the segment. Plain data only: positions
+// and process numbers, never pointers.
+struct LtControl {
+	int32 listener_procno; // -1 when not running
+	int32 flusher_procno;
+	uint32 listener_state;
+	uint32 live_ready; // the live state reflects history (set after a rebuild)
+
+	// wait_flushed(): a backend bumps drain_req; the listener reads every
+	// socket and the ingest queue, then publishes drain_pos = ring head and
+	// drain_done = the request it served.
+	uint64 drain_req;
+	uint64 drain_done;
+	uint64 drain_pos;
+	uint64 flush_req; // the flusher commits up to here without waiting for a batch
+	ConditionVariable drained_cv;
+	ConditionVariable flushed_cv;
+
+	lt::Counters counters;
+	lt::Histogram flush_latency_us; // receipt -> commit, per record
+	uint64 last_flush_us;           // Unix µs of the last commit
+	uint64 last_flush_records;
+	uint64 last_flush_max_latency_us;
+	uint64 last_flush_duration_us;
+	uint64 tcp_connections; // open device connections (listener)
+
+	uint64 ring_offset; // from the start of this struct
+	uint64 ingest_offset;
+	uint64 live_offset;
+};
+static_assert(std::is_trivially_copyable_v<LtControl>);
+static_assert(std::is_trivially_default_constructible_v<lt::Ring<lt::Ping>>);
+static_assert(std::is_trivially_default_constructible_v<lt::LiveTable>);
+
+// Process-local views of the segment; set in the shmem startup hook. All
+// NULL/unattached when livetrack is not in shared_preload_libraries.
+extern LtControl *lt_ctl;
+extern lt::Ring<lt::Ping> lt_ring;   // listener -> flusher
+extern lt::Ring<lt::Ping> lt_ingest; // ingest() backends -> listener
+extern lt::LiveTable lt_live;
+
+// Settings (SPEC 5).
+extern char *lt_database;
+extern char *lt_listen_addresses;
+extern int lt_port;
+extern int lt_auth;
+extern int lt_max_drivers;
+extern int lt_ring_size;
+extern int lt_flush_interval_ms;
+extern int lt_batch_size;
+extern int lt_max_late_ms;
+extern int lt_max_future_ms;
+extern int lt_history_retention_min;
+extern int lt_max_connections;
+extern int lt_tcp_idle_timeout_s;
+
+constexpr uint64 kIngestQueueSize = 65536;
+
+// Errors out unless livetrack was preloaded (so the workers and memory exist).
+void lt_require_shared(void);
+Latch *lt_latch_of(int32 procno);
+
+// Unix epoch microseconds <-> TimestampTz.
+constexpr int64 kUnixToPgEpochUs = int64(946684800) * 1000000;
+inline TimestampTz lt_unix_us_to_ts(int64 us) { return us - kUnixToPgEpochUs; }
+inline int64 lt_ts_to_unix_us(TimestampTz ts) { return ts + kUnixToPgEpochUs; }

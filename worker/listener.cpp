@@ -1,0 +1,231 @@
+// The listener background worker: the Postgres shell around ListenerEngine.
+//
+// Life cycle: connect -> wait for CREATE EXTENSION -> rebuild the live state
+// from history (only when shared memory is fresh) -> open the device port ->
+// serve. It waits on one WaitEventSet: its latch (ingest(), wait_flushed(),
+// flusher commits, SIGHUP, SIGTERM), postmaster death, and the engine's epoll
+// descriptor, which stands for every device socket.
+//
+// The engine is C++ and may throw; every call into it is wrapped so an
+// exception ends the process with FATAL (the postmaster restarts it and the
+// shared state survives). Postgres errors here are FATAL too: there is no
+// error-recovery loop, so no longjmp crosses the engine's frames.
+#include <cmath>
+
+#include "../core/clock.hpp"
+#include "../core/gserialized.hpp"
+#include "listener_engine.hpp"
+#include "worker_common.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void livetrack_listener_main(Datum arg);
+}
+
+static lt::ListenerEngine *engine;
+
+template <typename F> static void engine_call(const char *what, F &&fn) {
+	char msg[256];
+	try {
+		fn();
+		return;
+	} catch (const std::exception &e) {
+		strlcpy(msg, e.what(), sizeof msg);
+	} catch (...) {
+		strlcpy(msg, "unknown exception", sizeof msg);
+	}
+	ereport(FATAL, (errmsg("livetrack listener: %s failed: %s", what, msg)));
+}
+
+static lt::EngineConfig engine_config(void) {
+	lt::EngineConfig cfg;
+	std::string all = lt_listen_addresses ? lt_listen_addresses : "";
+	size_t start = 0;
+	while (start <= all.size()) {
+		size_t comma = all.find(',', start);
+		std::string a = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+		size_t b = a.find_first_not_of(" \t"), e = a.find_last_not_of(" \t");
+		if (b != std::string::npos)
+			cfg.addresses.push_back(a.substr(b, e - b + 1));
+		if (comma == std::string::npos)
+			break;
+		start = comma + 1;
+	}
+	cfg.port = lt_port;
+	cfg.max_connections = lt_max_connections;
+	cfg.idle_timeout_s = lt_tcp_idle_timeout_s;
+	cfg.flush_hint = uint64(lt_batch_size);
+	cfg.policy.auth = lt::AuthMode(lt_auth);
+	cfg.policy.clock = lt::ClockLimits{lt_max_future_ms, lt_max_late_ms};
+	return cfg;
+}
+
+static void listener_exit(int, Datum) {
+	lt::store_release(lt_ctl->listener_state, uint32(LT_LISTENER_DOWN));
+	lt::store_release(lt_ctl->listener_procno, int32(-1));
+	lt::store_relaxed(lt_ctl->tcp_connections, uint64(0));
+}
+
+static void set_state(uint32 s) {
+	lt::store_release(lt_ctl->listener_state, s);
+	ConditionVariableBroadcast(&lt_ctl->drained_cv); // wait_flushed() waits for SERVING
+}
+
+// Loads each driver's newest committed fix and status. Runs before any new
+// input is applied, so history and live agree from the first new fix on.
+static void rebuild_live(void) {
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "rebuilding live state from history");
+	Portal portal = SPI_cursor_open_with_args(
+	    NULL,
+	    "SELECT driver_id, status, ts, geog, speed_mps, heading_deg, accuracy_m, received_at "
+	    "FROM livetrack._rebuild_source()",
+	    0, NULL, NULL, NULL, true, 0);
+	uint64 loaded = 0;
+	for (;;) {
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			HeapTuple tup = SPI_tuptable->vals[r];
+			bool isnull;
+			lt::Fix f{};
+			f.driver_id = uint64(DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
+			char *status = SPI_getvalue(tup, desc, 2);
+			f.status = status ? lt::status_from_name(status, strlen(status)) : 0;
+			f.ts_ms = lt_ts_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull))) / 1000;
+			Datum g = SPI_getbinval(tup, desc, 4, &isnull);
+			struct varlena *gv = PG_DETOAST_DATUM(g);
+			double lon, lat;
+			if (!lt::gser::decode_point(reinterpret_cast<const uint8_t *>(gv), VARSIZE(gv), lon, lat))
+				continue;
+			f.lat_e7 = int32(std::llround(lat * 1e7));
+			f.lon_e7 = int32(std::llround(lon * 1e7));
+			auto scaled = [&](int col, double scale) -> uint16 {
+				bool n;
+				Datum d = SPI_getbinval(tup, desc, col, &n);
+				return n ? lt::kUnknown16 : uint16(std::nearbyint(double(DatumGetFloat4(d)) * scale));
+			};
+			f.speed_cms = scaled(5, 100);
+			f.heading_cd = scaled(6, 100);
+			f.accuracy_dm = scaled(7, 10);
+			int64 received = lt_ts_to_unix_us(DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull)));
+			uint8 st;
+			bool reg;
+			lt_live.apply(f, received, &st, &reg);
+			loaded++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	ereport(LOG, (errmsg("livetrack listener: live state rebuilt with %llu drivers", (unsigned long long)loaded)));
+}
+
+// Opens the device port and builds the WaitEventSet. False if nothing could be bound.
+static WaitEventSet *start_serving(void) {
+	bool ok = false;
+	char err[512] = "";
+	engine_call("open", [&] {
+		std::string e;
+		ok = engine->open(engine_config(), e);
+		strlcpy(err, e.c_str(), sizeof err);
+	});
+	if (err[0])
+		ereport(ok ? WARNING : LOG, (errmsg("livetrack listener: %s", err)));
+	if (!ok)
+		return NULL;
+	WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(set, WL_SOCKET_READABLE, engine->epoll_fd(), NULL, NULL);
+	ereport(LOG, (errmsg("livetrack listener: serving port %d on %s", lt_port, lt_listen_addresses)));
+	return set;
+}
+
+static void stop_serving(WaitEventSet **set) {
+	engine_call("close", [] { engine->close_all(); });
+	if (*set)
+		FreeWaitEventSet(*set);
+	*set = NULL;
+}
+
+void livetrack_listener_main(Datum) {
+	lt_worker_start();
+	lt::store_release(lt_ctl->listener_procno, int32(MyProc->pgprocno));
+	before_shmem_exit(listener_exit, 0);
+	engine_call("setup", [] { engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters); });
+	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
+	WaitEventSet *set = NULL;
+	int64 next_check_us = 0;
+
+	for (;;) {
+		MemoryContextSwitchTo(loop_ctx);
+		if (set == NULL) {
+			set_state(LT_LISTENER_WAITING);
+			if (!lt_extension_exists()) {
+				lt_worker_sleep(1000);
+				continue;
+			}
+			if (!lt::load_acquire(lt_ctl->live_ready)) {
+				set_state(LT_LISTENER_REBUILDING);
+				rebuild_live();
+				lt::store_release(lt_ctl->live_ready, uint32(1));
+			}
+			set = start_serving();
+			if (set == NULL) {
+				lt_worker_sleep(5000); // the port may be busy; try again
+				continue;
+			}
+			set_state(LT_LISTENER_SERVING);
+		}
+
+		WaitEvent ev;
+		(void)WaitEventSetWait(set, 1000, &ev, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (lt_worker_interrupts())
+			engine_call("reload", [] { engine->set_config(engine_config()); });
+
+		uint64 req = lt::load_acquire(lt_ctl->drain_req);
+		bool drain = req > lt::load_relaxed(lt_ctl->drain_done);
+		engine_call("poll", [&] { engine->run_once(drain); });
+		// Everything received is now on the ring, unless the ring was too full
+		// to take the whole ingest queue (then try again next round).
+		if (drain && (lt_ring.free_slots() > 0 || lt_ingest.size() == 0)) {
+			lt::store_release(lt_ctl->drain_pos, lt_ring.head());
+			lt::store_release(lt_ctl->drain_done, req);
+			ConditionVariableBroadcast(&lt_ctl->drained_cv);
+		}
+		if (engine->take_flusher_wake())
+			if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->flusher_procno)))
+				SetLatch(l);
+		lt::store_relaxed(lt_ctl->tcp_connections, uint64(engine->connections()));
+
+		int64 now = lt::mono_us();
+		if (now >= next_check_us) {
+			next_check_us = now + 1000000;
+			engine_call("housekeeping", [] { engine->housekeeping(); });
+			if (!lt_extension_exists()) {
+				// DROP EXTENSION: stop taking input and forget the live state;
+				// a new CREATE EXTENSION starts from its (empty) history.
+				ereport(LOG, (errmsg("livetrack listener: extension dropped, closing the device port")));
+				stop_serving(&set);
+				lt_live.clear();
+				lt::store_release(lt_ctl->live_ready, uint32(0));
+			}
+		}
+		MemoryContextReset(loop_ctx);
+	}
+}
