@@ -1,0 +1,69 @@
+# kill -9 of each worker: the postmaster restarts everything, no record that
+# was acknowledged over TCP is lost, the live state comes back, ingest resumes.
+use strict;
+use warnings;
+use IO::Select;
+use LivetrackTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my ($node, $port) = start_node('crash', 'restart_after_crash = on');
+my $next_driver = 100000;
+
+# Streams 10-record messages (one driver each, distinct ts) for $seconds,
+# kills the worker halfway, and returns (first driver, acknowledged messages).
+sub stream_and_kill {
+	my ($worker, $seconds) = @_;
+	my $sock = tcp_connect($port);
+	my $sel = IO::Select->new($sock);
+	my ($first, $sent, $acked, $buf, $killed) = ($next_driver + 1, 0, 0, '', 0);
+	my $t0 = time();
+	my $pid = worker_pid($node, $worker);
+	while (time() - $t0 < $seconds) {
+		if (!$killed && time() - $t0 > $seconds / 2) {
+			ok(kill('KILL', $pid), "kill -9 the $worker (pid $pid)");
+			$killed = 1;
+		}
+		my $id = ++$next_driver;
+		my $ts = now_ms();
+		last unless defined syswrite($sock, frame({}, map { record(driver_id => $id, ts => $ts + $_, lat => 1, lon => 1) } 0 .. 9));
+		$sent++;
+		while ($sel->can_read(0)) {
+			my $got = sysread($sock, $buf, 65536, length $buf);
+			last if !$got;
+			while (length($buf) >= 12) {
+				my (undef, undef, $status, $n, $accepted) = unpack('a2 C C N N', substr($buf, 0, 12, ''));
+				die "ACK out of order" unless $n == $acked + 1 && $status == 0 && $accepted == 10;
+				$acked = $n;
+			}
+		}
+	}
+	close $sock;
+	return ($first, $acked, $sent);
+}
+
+for my $worker ('flusher', 'listener') {
+	my ($first, $acked, $sent) = stream_and_kill($worker, 4);
+	ok($acked > 0, "$worker: $acked of $sent messages were acknowledged before the crash");
+	wait_serving($node);
+	my $last = $first + $acked - 1;
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM livetrack.pings WHERE driver_id BETWEEN $first AND $last"),
+		$acked * 10, "$worker: every acknowledged record is in history");
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM livetrack.live WHERE driver_id BETWEEN $first AND $last"),
+		$acked, "$worker: their drivers are live again after the rebuild");
+
+	# Ingest resumes.
+	my $sock = tcp_connect($port);
+	my $id = ++$next_driver;
+	print $sock frame({}, record(driver_id => $id, ts => now_ms(), lat => 2, lon => 2));
+	is_deeply([ read_acks($sock, 1, 10) ], [ [ 0, 1, 1 ] ], "$worker: a new connection is acknowledged");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM livetrack.pings WHERE driver_id = $id"), '1',
+		"$worker: and its record is in history");
+	like($node->safe_psql('postgres', "SELECT backend_type FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1"),
+		qr/^livetrack flusher\nlivetrack listener$/, "$worker: both workers are back");
+}
+$node->stop;
+done_testing();
