@@ -5,8 +5,8 @@ DATA = sql/livetrack--0.1.0.sql
 
 # Pure C++ core (no Postgres headers; also built by CMake for unit tests),
 # the code Postgres calls (extension/), and the background workers (worker/).
-CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o
-EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o
+CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o
+EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o
 WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o
 OBJS = $(CORE) $(EXT) $(WORKERS)
 
@@ -16,7 +16,7 @@ SHLIB_LINK = -lstdc++
 # SQL tests need the workers, so they run against a server that preloads
 # livetrack with livetrack.database = 'contrib_regression' (the database
 # pg_regress uses), which must exist; scripts/test sets one up.
-REGRESS = install ingest errors stats
+REGRESS = install ingest errors spatial stats
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress --use-existing
 
 # No LLVM bitcode for JIT: it needs a clang matching the server's build, and

@@ -20,6 +20,7 @@ namespace lt {
 	X(dropped_ring_full)   /* UDP records dropped because the ring was full */                 \
 	X(live_full)           /* new drivers beyond livetrack.max_drivers (history only) */       \
 	X(udp_datagrams)                                                                            \
+	X(udp_kernel_drops)    /* datagrams the kernel dropped: socket buffer full (SO_RXQ_OVFL) */ \
 	X(tcp_connections_accepted)                                                                 \
 	X(tcp_connections_refused) /* over livetrack.max_connections */                            \
 	X(tcp_connections_closed_bad_frame)                                                         \

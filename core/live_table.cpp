@@ -14,11 +14,17 @@ uint32_t hash_slots(uint32_t capacity) {
 	return n;
 }
 
+// Layout: header | hash slots | (64-byte aligned) entries | grid.
+size_t entries_offset(uint32_t capacity) {
+	return (sizeof(LiveHeader) + size_t(hash_slots(capacity)) * sizeof(uint32_t) + 63) & ~size_t(63);
+}
+
+size_t grid_offset(uint32_t capacity) { return entries_offset(capacity) + size_t(capacity) * sizeof(LiveEntry); }
+
 } // namespace
 
 size_t LiveTable::bytes_needed(uint32_t capacity) {
-	return sizeof(LiveHeader) + size_t(hash_slots(capacity)) * sizeof(uint32_t) +
-	       size_t(capacity) * sizeof(LiveEntry) + 64;
+	return grid_offset(capacity) + GridIndex::bytes_needed(GridIndex::slots_for(capacity));
 }
 
 void LiveTable::format(void *mem, uint32_t capacity) {
@@ -26,13 +32,14 @@ void LiveTable::format(void *mem, uint32_t capacity) {
 	auto *h = static_cast<LiveHeader *>(mem);
 	h->capacity = capacity;
 	h->hash_mask = hash_slots(capacity) - 1;
+	GridIndex::format(static_cast<char *>(mem) + grid_offset(capacity), GridIndex::slots_for(capacity));
 }
 
 void LiveTable::attach(void *mem) {
 	h_ = static_cast<LiveHeader *>(mem);
 	hash_ = reinterpret_cast<uint32_t *>(h_ + 1);
-	auto addr = reinterpret_cast<uintptr_t>(hash_ + h_->hash_mask + 1);
-	entries_ = reinterpret_cast<LiveEntry *>((addr + 63) & ~uintptr_t(63));
+	entries_ = reinterpret_cast<LiveEntry *>(static_cast<char *>(mem) + entries_offset(h_->capacity));
+	grid_.attach(static_cast<char *>(mem) + grid_offset(h_->capacity));
 }
 
 uint32_t LiveTable::size() const { return load_acquire(h_->count); }
@@ -59,7 +66,8 @@ void LiveTable::lock(LiveEntry &e) {
 
 void LiveTable::unlock(LiveEntry &e) { store_release(e.seq, load_relaxed(e.seq) + 1); }
 
-Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out, bool *register_out) {
+Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out, bool *register_out,
+                         uint32_t *index_out) {
 	uint32_t slot = uint32_t(mix64(f.driver_id)) & h_->hash_mask;
 	for (;; slot = (slot + 1) & h_->hash_mask) {
 		uint32_t v = load_relaxed(hash_[slot]);
@@ -72,6 +80,8 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 		if (f.ts_ms <= load_relaxed(e.ts_ms)) {
 			*status_out = load_relaxed(e.status);
 			*register_out = false;
+			if (index_out)
+				*index_out = v - 1;
 			return Applied::Late;
 		}
 		lock(e);
@@ -86,8 +96,11 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 		if (f.status != kStatusNoChange)
 			store_relaxed(e.status, f.status);
 		unlock(e);
+		grid_.place(entries_, v - 1, load_relaxed(h_->count));
 		*status_out = f.status != kStatusNoChange ? f.status : old;
 		*register_out = f.status != kStatusNoChange && f.status != old;
+		if (index_out)
+			*index_out = v - 1;
 		return Applied::Moved;
 	}
 
@@ -95,6 +108,8 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 	*status_out = f.status != kStatusNoChange ? f.status : uint8_t(kStatusAvailable);
 	*register_out = true;
 	uint32_t n = load_relaxed(h_->count);
+	if (index_out)
+		*index_out = kNoEntry;
 	if (n >= h_->capacity)
 		return Applied::Full;
 	LiveEntry &e = entries_[n];
@@ -112,6 +127,9 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 	// Publish the entry before the hash slot that leads to it.
 	store_release(h_->count, n + 1);
 	store_release(hash_[slot], n + 1);
+	grid_.place(entries_, n, n + 1);
+	if (index_out)
+		*index_out = n;
 	return Applied::Moved;
 }
 
@@ -163,6 +181,7 @@ void LiveTable::clear() {
 	for (uint32_t i = 0; i <= h_->hash_mask; i++)
 		store_relaxed(hash_[i], 0u);
 	std::memset(static_cast<void *>(entries_), 0, size_t(n) * sizeof(LiveEntry));
+	grid_.clear();
 }
 
 } // namespace lt

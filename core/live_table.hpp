@@ -5,6 +5,8 @@
 // seqlock whose counter doubles as the writers' lock (CAS from even to odd),
 // so readers never block writers and never take a lock.
 //
+// A grid over the entries (grid_index.hpp) answers spatial queries.
+//
 // Lookup is an open-addressing hash of driver_id -> entry index. Entries are
 // never removed while the table is in use, so a published slot stays valid
 // and readers need no retry on the hash itself.
@@ -15,58 +17,16 @@
 #include <type_traits>
 
 #include "fix.hpp"
+#include "grid_index.hpp"
+#include "live_entry.hpp"
 
 namespace lt {
-
-struct LiveEntry {
-	uint32_t seq; // seqlock: odd while an update is in progress
-	uint8_t status;
-	uint8_t pad0[3];
-	uint64_t driver_id; // immutable once the entry is published
-	int64_t ts_ms;
-	int64_t received_us;
-	int32_t lat_e7;
-	int32_t lon_e7;
-	uint16_t speed_cms;
-	uint16_t heading_cd;
-	uint16_t accuracy_dm;
-	uint16_t pad1;
-	uint32_t cell; // spatial index bookkeeping (see grid_index.hpp)
-	uint32_t next;
-	uint32_t prev;
-	uint32_t pad2;
-};
-static_assert(sizeof(LiveEntry) == 64, "one cache line per driver");
-static_assert(std::is_trivially_copyable_v<LiveEntry>);
-
-struct LiveHeader {
-	uint32_t capacity;  // livetrack.max_drivers
-	uint32_t hash_mask; // hash slots - 1
-	uint32_t count;     // entries published so far
-	uint32_t pad;
-};
-static_assert(std::is_trivially_copyable_v<LiveHeader>);
-
-// A consistent copy of one entry, as readers see it.
-struct LiveView {
-	uint64_t driver_id;
-	int64_t ts_ms;
-	int64_t received_us;
-	int32_t lat_e7;
-	int32_t lon_e7;
-	uint16_t speed_cms;
-	uint16_t heading_cd;
-	uint16_t accuracy_dm;
-	uint8_t status;
-};
 
 enum class Applied : uint8_t {
 	Moved, // the fix is now the driver's live position
 	Late,  // not newer than the live position: history only
 	Full,  // new driver but livetrack.max_drivers reached: history only
 };
-
-constexpr uint32_t kNoEntry = 0xFFFFFFFFu;
 
 // A process-local view of the table; trivially constructible so it can be a
 // plain global in the extension.
@@ -82,7 +42,9 @@ public:
 
 	// Listener only. *status_out is the driver's status after the fix;
 	// *register_out says the driver is new or changed status (persist it).
-	Applied apply(const Fix &f, int64_t received_us, uint8_t *status_out, bool *register_out);
+	// The spatial index follows every move. *index_out (if given) is the entry.
+	Applied apply(const Fix &f, int64_t received_us, uint8_t *status_out, bool *register_out,
+	              uint32_t *index_out = nullptr);
 
 	// Any process. False if the driver is unknown.
 	bool set_status(uint64_t driver_id, uint8_t status);
@@ -96,6 +58,7 @@ public:
 	void clear();
 
 	LiveEntry *entries() const { return entries_; }
+	const GridIndex &grid() const { return grid_; }
 
 private:
 	void lock(LiveEntry &e);
@@ -104,15 +67,7 @@ private:
 	LiveHeader *h_;
 	uint32_t *hash_; // entry index + 1; 0 = empty
 	LiveEntry *entries_;
+	GridIndex grid_;
 };
-
-inline uint64_t mix64(uint64_t x) {
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
 
 } // namespace lt

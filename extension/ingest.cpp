@@ -3,6 +3,7 @@
 // ingest() checks its arguments here, so a bad call fails with a SQLSTATE,
 // then queues the fix for the listener, which treats it exactly like a fix
 // from the network. Like sequences, it is not transactional.
+#include <algorithm>
 #include <cmath>
 
 #include "../core/clock.hpp"
@@ -31,11 +32,6 @@ uint16 scaled_arg(FunctionCallInfo fcinfo, int arg, double scale, double max, co
 	if (!(v >= 0 && u <= max))
 		out_of_range(what, range);
 	return uint16(u);
-}
-
-int64 interval_ms(const Interval *iv) {
-	double ms = double(iv->time) / 1000.0 + double(iv->day) * 86400000.0 + double(iv->month) * 30 * 86400000.0;
-	return ms < 0 ? 0 : ms > 1e12 ? int64(1e12) : int64(ms);
 }
 
 // Sleeps on a condition variable until cond() or the deadline; false on timeout.
@@ -120,7 +116,7 @@ LT_FUNCTION(livetrack_ingest) {
 LT_FUNCTION(livetrack_wait_flushed) {
 	lt_require_shared();
 	check_database();
-	int64 timeout_ms = PG_ARGISNULL(0) ? 10000 : interval_ms(PG_GETARG_INTERVAL_P(0));
+	int64 timeout_ms = PG_ARGISNULL(0) ? 10000 : std::max<int64>(0, lt_interval_ms(PG_GETARG_INTERVAL_P(0)));
 	TimestampTz deadline = GetCurrentTimestamp() + timeout_ms * 1000;
 	LtControl *ctl = lt_ctl;
 

@@ -87,3 +87,10 @@ Latch *lt_latch_of(int32 procno);
 constexpr int64 kUnixToPgEpochUs = int64(946684800) * 1000000;
 inline TimestampTz lt_unix_us_to_ts(int64 us) { return us - kUnixToPgEpochUs; }
 inline int64 lt_ts_to_unix_us(TimestampTz ts) { return ts + kUnixToPgEpochUs; }
+
+// An interval in milliseconds (a day is 24 h, a month 30 days), clamped to
+// +/- 10^12 so that callers can add it to a clock safely.
+inline int64 lt_interval_ms(const Interval *iv) {
+	double ms = double(iv->time) / 1000.0 + double(iv->day) * 86400000.0 + double(iv->month) * 30 * 86400000.0;
+	return ms < -1e12 ? int64(-1e12) : ms > 1e12 ? int64(1e12) : int64(ms);
+}

@@ -31,6 +31,8 @@ LT_FUNCTION(livetrack_stats_rows) {
 	put(rsinfo, "last_flush_records", lt::load_relaxed(ctl->last_flush_records));
 	put(rsinfo, "last_flush_max_latency_us", lt::load_relaxed(ctl->last_flush_max_latency_us));
 	put(rsinfo, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us));
+	put(rsinfo, "grid_cells", lt_live.grid().used());
+	put(rsinfo, "grid_rebuilds", lt_live.grid().rebuilds());
 	put(rsinfo, "listener_state", lt::load_relaxed(ctl->listener_state));
 	return (Datum)0;
 }

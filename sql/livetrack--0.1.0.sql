@@ -144,6 +144,39 @@ FROM livetrack._live();
 CREATE FUNCTION livetrack.driver_position(driver_id bigint) RETURNS SETOF livetrack.live
 AS 'MODULE_PATHNAME', 'livetrack_driver_position' LANGUAGE C VOLATILE STRICT ROWS 1;
 
+CREATE FUNCTION livetrack.nearest_drivers(lat float8, lon float8, k int DEFAULT 10, radius_m float8 DEFAULT 5000,
+                                          status text DEFAULT 'available', max_age interval DEFAULT '60 s')
+RETURNS TABLE (driver_id bigint, distance_m float8, lat float8, lon float8, ts timestamptz, status text)
+AS 'MODULE_PATHNAME', 'livetrack_nearest_drivers' LANGUAGE C VOLATILE PARALLEL SAFE ROWS 10;
+
+CREATE FUNCTION livetrack._live_in_box(lat0 float8, lat1 float8, lon0 float8, lon1 float8, max_age interval,
+                                       srid int, geodesic bool)
+RETURNS TABLE (driver_id bigint, lat float8, lon float8, ts timestamptz, status text)
+AS 'MODULE_PATHNAME', 'livetrack_live_in_box' LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- Candidates come from the grid by bounding box; PostGIS decides, so the
+-- answer is exactly what ST_Intersects says for the same points.
+CREATE FUNCTION livetrack.drivers_within(area geometry, max_age interval DEFAULT '60 s')
+RETURNS TABLE (driver_id bigint, lat float8, lon float8, ts timestamptz, status text)
+LANGUAGE sql VOLATILE BEGIN ATOMIC
+    SELECT c.driver_id, c.lat, c.lon, c.ts, c.status
+    FROM livetrack._live_in_box(ST_YMin(area), ST_YMax(area), ST_XMin(area), ST_XMax(area), max_age,
+                                ST_SRID(area), false) c
+    WHERE ST_Intersects(area, ST_SetSRID(ST_MakePoint(c.lon, c.lat), ST_SRID(area)))
+    ORDER BY c.driver_id;
+END;
+
+-- The same for geography areas, e.g. circles from ST_Buffer(geography, metres).
+CREATE FUNCTION livetrack.drivers_within(area geography, max_age interval DEFAULT '60 s')
+RETURNS TABLE (driver_id bigint, lat float8, lon float8, ts timestamptz, status text)
+LANGUAGE sql VOLATILE BEGIN ATOMIC
+    SELECT c.driver_id, c.lat, c.lon, c.ts, c.status
+    FROM livetrack._live_in_box(ST_YMin(area::geometry), ST_YMax(area::geometry), ST_XMin(area::geometry),
+                                ST_XMax(area::geometry), max_age, 4326, true) c
+    WHERE ST_Intersects(area, ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326)::geography)
+    ORDER BY c.driver_id;
+END;
+
 -- Operations -----------------------------------------------------------------
 
 CREATE FUNCTION livetrack._stats() RETURNS TABLE (metric text, value bigint)

@@ -27,6 +27,7 @@ constexpr int64 kMaintenanceEveryUs = 60 * 1000000LL;
 
 MemoryContext batch_ctx;
 int64 next_maintenance_us;
+Oid extension; // the livetrack extension we write for; static: survives the longjmp
 
 void flusher_exit(int, Datum) { lt::store_release(lt_ctl->flusher_procno, int32(-1)); }
 
@@ -56,9 +57,9 @@ void publish(uint64 n, int64 started_us) {
 		SetLatch(l);
 }
 
-// Commits the first n ring records to history. True if the extension is gone
-// (the records were discarded).
-bool flush(uint64 n) {
+// Commits the first n ring records to history. False if the extension is not
+// the one we started with (the records were discarded).
+bool flush(uint64 n, Oid ext) {
 	int64 started = lt::now_us();
 	MemoryContext old = MemoryContextSwitchTo(batch_ctx);
 	auto *pings = static_cast<lt::Ping *>(palloc(sizeof(lt::Ping) * n));
@@ -68,7 +69,7 @@ bool flush(uint64 n) {
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	bool dropped = !OidIsValid(get_extension_oid("livetrack", true));
+	bool dropped = get_extension_oid("livetrack", true) != ext;
 	if (!dropped) {
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "writing history");
@@ -86,10 +87,10 @@ bool flush(uint64 n) {
 		                         (unsigned long long)got)));
 		lt_ring.release(got);
 		lt_history_forget();
-		return true;
+		return false;
 	}
 	publish(got, started);
-	return false;
+	return true;
 }
 
 } // namespace
@@ -119,12 +120,11 @@ void livetrack_flusher_main(Datum) {
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
-	bool have_extension = false;
 	for (;;) {
 		lt_worker_interrupts();
-		if (!have_extension) {
-			have_extension = lt_extension_exists();
-			if (!have_extension) {
+		if (!OidIsValid(extension)) {
+			extension = lt_extension_oid();
+			if (!OidIsValid(extension)) {
 				lt_worker_sleep(1000);
 				continue;
 			}
@@ -155,7 +155,7 @@ void livetrack_flusher_main(Datum) {
 				continue;
 			}
 		}
-		if (flush(n))
-			have_extension = false;
+		if (!flush(n, extension))
+			extension = InvalidOid;
 	}
 }

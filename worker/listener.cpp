@@ -169,13 +169,15 @@ void livetrack_listener_main(Datum) {
 	engine_call("setup", [] { engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters); });
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;
+	Oid served_ext = InvalidOid; // the extension whose tables we feed
 	int64 next_check_us = 0;
 
 	for (;;) {
 		MemoryContextSwitchTo(loop_ctx);
 		if (set == NULL) {
 			set_state(LT_LISTENER_WAITING);
-			if (!lt_extension_exists()) {
+			served_ext = lt_extension_oid();
+			if (!OidIsValid(served_ext)) {
 				lt_worker_sleep(1000);
 				continue;
 			}
@@ -217,7 +219,7 @@ void livetrack_listener_main(Datum) {
 		if (now >= next_check_us) {
 			next_check_us = now + 1000000;
 			engine_call("housekeeping", [] { engine->housekeeping(); });
-			if (!lt_extension_exists()) {
+			if (lt_extension_oid() != served_ext) {
 				// DROP EXTENSION: stop taking input and forget the live state;
 				// a new CREATE EXTENSION starts from its (empty) history.
 				ereport(LOG, (errmsg("livetrack listener: extension dropped, closing the device port")));

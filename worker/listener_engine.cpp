@@ -119,8 +119,10 @@ bool ListenerEngine::open(const EngineConfig &cfg, std::string &err) {
 				set_sockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
 				if (ai->ai_family == AF_INET6)
 					set_sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-				if (socktype == SOCK_DGRAM)
-					set_sockopt(fd, SOL_SOCKET, SO_RCVBUF, 8 << 20); // capped by net.core.rmem_max
+				if (socktype == SOCK_DGRAM) {
+					set_sockopt(fd, SOL_SOCKET, SO_RCVBUF, 32 << 20); // capped by net.core.rmem_max
+					set_sockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, 1);      // report kernel drops
+				}
 				if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 				    (socktype == SOCK_STREAM && listen(fd, 1024) != 0)) {
 					err += std::string(socktype == SOCK_DGRAM ? "udp " : "tcp ") + a + ":" + port + ": " +
@@ -151,6 +153,7 @@ void ListenerEngine::close_all() {
 		::close(fd);
 	udp_.clear();
 	tcp_listen_.clear();
+	udp_drops_seen_.clear();
 	if (epfd_ >= 0)
 		::close(epfd_);
 	epfd_ = -1;
@@ -290,6 +293,7 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 	mmsghdr msgs[kUdpBatch];
 	iovec iov[kUdpBatch];
 	sockaddr_storage addrs[kUdpBatch];
+	alignas(cmsghdr) char ctrl[kUdpBatch][CMSG_SPACE(sizeof(uint32_t))];
 	int passes = drain ? 4096 : kUdpPasses;
 	for (int pass = 0; pass < passes; pass++) {
 		for (int i = 0; i < kUdpBatch; i++) {
@@ -300,6 +304,8 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 			msgs[i].msg_hdr.msg_iovlen = 1;
 			msgs[i].msg_hdr.msg_name = &addrs[i];
 			msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+			msgs[i].msg_hdr.msg_control = ctrl[i];
+			msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i];
 		}
 		int n = recvmmsg(fd, msgs, kUdpBatch, MSG_DONTWAIT, nullptr);
 		if (n <= 0)
@@ -307,6 +313,7 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 		int64_t now = now_us();
 		for (int i = 0; i < n; i++) {
 			bump(c_.udp_datagrams);
+			note_kernel_drops(fd, msgs[i].msg_hdr);
 			if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
 				bump(c_.received_messages);
 				bump(c_.rejected_malformed);
@@ -316,6 +323,21 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 		}
 		if (n < kUdpBatch)
 			return;
+	}
+}
+
+// The kernel counts datagrams it dropped on a full socket buffer (since the
+// socket was opened) and tells us with each datagram.
+void ListenerEngine::note_kernel_drops(int fd, msghdr &h) {
+	for (cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL)
+			continue;
+		uint32_t total;
+		std::memcpy(&total, CMSG_DATA(c), sizeof total);
+		uint32_t &seen = udp_drops_seen_[fd];
+		if (total > seen)
+			bump(c_.udp_kernel_drops, total - seen);
+		seen = total;
 	}
 }
 

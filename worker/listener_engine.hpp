@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <string>
+#include <sys/socket.h>
+#include <unordered_map>
 #include <vector>
 
 #include "../core/counters.hpp"
@@ -64,6 +66,7 @@ private:
 	void accept_all(int lfd);
 	void read_udp(int fd, bool drain);
 	void handle_datagram(const uint8_t *p, size_t n, bool loopback, int64_t received_us);
+	void note_kernel_drops(int fd, msghdr &h);
 	void read_conn(Conn *c, bool drain);
 	void process(Conn *c);
 	bool handle_frame(Conn *c, const uint8_t *p, size_t len);
@@ -89,6 +92,7 @@ private:
 	std::vector<uint8_t> udp_buf_;
 	bool wake_flusher_ = false;
 	bool any_paused_ = false;
+	std::unordered_map<int, uint32_t> udp_drops_seen_; // per UDP socket
 };
 
 } // namespace lt

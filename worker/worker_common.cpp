@@ -33,11 +33,11 @@ bool lt_worker_sleep(long ms) {
 	return lt_worker_interrupts();
 }
 
-bool lt_extension_exists(void) {
+Oid lt_extension_oid(void) {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	bool exists = OidIsValid(get_extension_oid("livetrack", true));
+	Oid oid = get_extension_oid("livetrack", true);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return exists;
+	return oid;
 }

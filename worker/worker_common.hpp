@@ -14,5 +14,6 @@ bool lt_worker_sleep(long ms);
 // Handles pending interrupts and SIGHUP; true if the configuration was reloaded.
 bool lt_worker_interrupts(void);
 
-// Whether CREATE EXTENSION livetrack has run in this database (own transaction).
-bool lt_extension_exists(void);
+// The OID of the livetrack extension in this database, InvalidOid if it is
+// not created (own transaction). A new OID means DROP + CREATE happened.
+Oid lt_extension_oid(void);

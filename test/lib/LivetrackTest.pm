@@ -13,7 +13,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_connect read_acks read_line
+our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_send tcp_connect read_acks read_line
   stat_value stats wait_flushed worker_pid wait_serving);
 
 $SIG{PIPE} = 'IGNORE';    # a closed device socket is an error to report, not a reason to die
@@ -80,6 +80,22 @@ sub udp_send {
 	  or die "udp socket: $!";
 	$s->send($_) // die "udp send: $!" for @datagrams;
 	$s->close;
+}
+
+# Sends messages over one TCP connection and waits for all their ACKs
+# (delivery guaranteed, unlike a burst of UDP). Returns the number accepted.
+sub tcp_send {
+	my ($port, @messages) = @_;
+	my $s = tcp_connect($port);
+	my $accepted = 0;
+	while (my @chunk = splice(@messages, 0, 256)) {
+		print $s join('', @chunk);
+		my @acks = read_acks($s, scalar @chunk, 30);
+		die 'missing ACKs' unless @acks == @chunk;
+		$accepted += $_->[2] for @acks;
+	}
+	close $s;
+	return $accepted;
 }
 
 sub tcp_connect {

@@ -1,0 +1,382 @@
+#include "grid_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <queue>
+
+#include "atomics.hpp"
+#include "geo.hpp"
+#include "live_table.hpp"
+
+namespace lt {
+namespace {
+
+constexpr double kCellDeg = 1.0 / kCellsPerDegree;
+constexpr uint32_t kMinSlots = 1024;
+constexpr double kMaxLoad = 0.7;
+
+// Visiting more cells than this means the neighbourhood is as big as the
+// fleet: scan the entries instead.
+size_t cell_budget(uint32_t n_live) { return std::max<size_t>(4096, n_live / 16); }
+
+void begin_write(uint32_t &version) {
+	store_relaxed(version, load_relaxed(version) + 1);
+	fence_release();
+}
+void end_write(uint32_t &version) { store_release(version, load_relaxed(version) + 1); }
+
+bool passes(const LiveView &v, uint8_t status, int64_t min_ts_ms) {
+	return (status == 0 || v.status == status) && v.ts_ms >= min_ts_ms;
+}
+
+bool closer(const Neighbor &a, const Neighbor &b) {
+	return a.distance_m < b.distance_m || (a.distance_m == b.distance_m && a.v.driver_id < b.v.driver_id);
+}
+
+// Open-addressing set of cell keys for one search.
+class CellSet {
+public:
+	CellSet() : slots_(1024, 0) {}
+	bool insert(uint64_t key) { // key != 0; false if present
+		if ((n_ + 1) * 2 > slots_.size())
+			grow();
+		size_t mask = slots_.size() - 1;
+		for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+			if (slots_[i] == key)
+				return false;
+			if (slots_[i] == 0) {
+				slots_[i] = key;
+				n_++;
+				return true;
+			}
+		}
+	}
+	size_t size() const { return n_; }
+
+private:
+	void grow() {
+		std::vector<uint64_t> old(slots_.size() * 2, 0);
+		old.swap(slots_);
+		n_ = 0;
+		for (uint64_t k : old)
+			if (k)
+				insert(k);
+	}
+	std::vector<uint64_t> slots_;
+	size_t n_ = 0;
+};
+
+struct Frontier {
+	double bound;
+	uint32_t lat, lon;
+	bool operator>(const Frontier &o) const { return bound > o.bound; }
+};
+
+} // namespace
+
+uint32_t GridIndex::slots_for(uint32_t max_drivers) {
+	uint32_t n = kMinSlots;
+	while (n < 2 * uint64_t(max_drivers))
+		n <<= 1;
+	return n;
+}
+
+size_t GridIndex::bytes_needed(uint32_t slots) { return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell); }
+
+void GridIndex::format(void *mem, uint32_t slots) {
+	std::memset(mem, 0, bytes_needed(slots));
+	static_cast<GridHeader *>(mem)->capacity = slots;
+}
+
+void GridIndex::attach(void *mem) {
+	h_ = static_cast<GridHeader *>(mem);
+	cells_ = reinterpret_cast<GridCell *>(h_ + 1);
+}
+
+uint32_t GridIndex::used() const { return load_relaxed(h_->used); }
+uint64_t GridIndex::rebuilds() const { return load_relaxed(h_->rebuilds); }
+
+uint32_t GridIndex::lat_cell(int32_t lat_e7) {
+	int64_t i = (int64_t(lat_e7) + 900000000) * kCellsPerDegree / 10000000;
+	return uint32_t(std::min<int64_t>(std::max<int64_t>(i, 0), kLatCells - 1));
+}
+
+uint32_t GridIndex::lon_cell(int32_t lon_e7) {
+	int64_t i = (int64_t(lon_e7) + 1800000000) * kCellsPerDegree / 10000000;
+	return uint32_t(((i % kLonCells) + kLonCells) % kLonCells); // +180 is -180
+}
+
+uint64_t GridIndex::key_of(int32_t lat_e7, int32_t lon_e7) {
+	return (uint64_t(lat_cell(lat_e7)) << 32 | lon_cell(lon_e7)) + 1;
+}
+
+uint32_t GridIndex::find(uint64_t key) const {
+	uint32_t mask = h_->capacity - 1;
+	for (uint32_t i = uint32_t(mix64(key)) & mask, probes = 0; probes < h_->capacity; i = (i + 1) & mask, probes++) {
+		uint64_t k = load_acquire(cells_[i].key);
+		if (k == key)
+			return i;
+		if (k == 0)
+			return kNoEntry;
+	}
+	return kNoEntry;
+}
+
+uint32_t GridIndex::insert(uint64_t key) {
+	uint32_t mask = h_->capacity - 1;
+	for (uint32_t i = uint32_t(mix64(key)) & mask;; i = (i + 1) & mask) {
+		uint64_t k = load_relaxed(cells_[i].key);
+		if (k == key)
+			return i;
+		if (k == 0) {
+			if (load_relaxed(h_->used) + 1 > uint32_t(h_->capacity * kMaxLoad))
+				return kNoEntry;
+			store_relaxed(cells_[i].head, kNoEntry);
+			store_relaxed(cells_[i].count, 0u);
+			store_release(cells_[i].key, key); // publish a ready cell
+			store_relaxed(h_->used, load_relaxed(h_->used) + 1);
+			return i;
+		}
+	}
+}
+
+void GridIndex::link(LiveEntry *entries, uint32_t index, uint32_t slot) {
+	GridCell &c = cells_[slot];
+	LiveEntry &e = entries[index];
+	begin_write(c.version);
+	uint32_t head = load_relaxed(c.head);
+	store_relaxed(e.prev, kNoEntry);
+	store_relaxed(e.next, head);
+	if (head != kNoEntry)
+		store_relaxed(entries[head].prev, index);
+	store_relaxed(c.head, index);
+	store_relaxed(c.count, load_relaxed(c.count) + 1);
+	store_relaxed(e.cell, slot);
+	end_write(c.version);
+}
+
+void GridIndex::unlink(LiveEntry *entries, uint32_t index, uint32_t slot) {
+	GridCell &c = cells_[slot];
+	LiveEntry &e = entries[index];
+	begin_write(c.version);
+	uint32_t prev = load_relaxed(e.prev), next = load_relaxed(e.next);
+	if (prev == kNoEntry)
+		store_relaxed(c.head, next);
+	else
+		store_relaxed(entries[prev].next, next);
+	if (next != kNoEntry)
+		store_relaxed(entries[next].prev, prev);
+	store_relaxed(c.count, load_relaxed(c.count) - 1);
+	store_relaxed(e.cell, kNoEntry);
+	end_write(c.version);
+}
+
+void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n) {
+	LiveEntry &e = entries[index];
+	uint64_t key = key_of(e.lat_e7, e.lon_e7);
+	uint32_t cur = e.cell;
+	if (cur != kNoEntry && load_relaxed(cells_[cur].key) == key)
+		return; // same cell: moving inside it changes no list
+	uint32_t slot = insert(key);
+	if (slot == kNoEntry) {
+		rebuild(entries, n); // files every entry, this one included
+		return;
+	}
+	if (cur != kNoEntry)
+		unlink(entries, index, cur);
+	link(entries, index, slot);
+}
+
+void GridIndex::rebuild(LiveEntry *entries, uint32_t n) {
+	begin_write(h_->gen); // readers fall back to full scans until it is even
+	for (uint32_t i = 0; i < h_->capacity; i++) {
+		store_relaxed(cells_[i].key, uint64_t(0));
+		store_relaxed(cells_[i].head, kNoEntry);
+		store_relaxed(cells_[i].count, 0u);
+	}
+	store_relaxed(h_->used, 0u);
+	for (uint32_t i = 0; i < n; i++)
+		store_relaxed(entries[i].cell, kNoEntry);
+	for (uint32_t i = 0; i < n; i++) {
+		// At most one cell per entry and capacity >= 2n, so this always fits.
+		uint32_t slot = insert(key_of(entries[i].lat_e7, entries[i].lon_e7));
+		if (slot != kNoEntry)
+			link(entries, i, slot);
+	}
+	store_relaxed(h_->rebuilds, load_relaxed(h_->rebuilds) + 1);
+	end_write(h_->gen);
+}
+
+void GridIndex::clear() {
+	begin_write(h_->gen);
+	for (uint32_t i = 0; i < h_->capacity; i++)
+		store_relaxed(cells_[i].key, uint64_t(0));
+	store_relaxed(h_->used, 0u);
+	end_write(h_->gen);
+}
+
+bool GridIndex::read_cell(const LiveTable &live, uint32_t slot, std::vector<LiveView> &tmp) const {
+	const GridCell &c = cells_[slot];
+	const LiveEntry *entries = live.entries();
+	uint32_t cap = live.capacity();
+	for (int attempt = 0; attempt < 64; attempt++) {
+		uint32_t v1 = load_acquire(c.version);
+		if (v1 & 1) {
+			cpu_relax();
+			continue;
+		}
+		tmp.clear();
+		bool torn = false;
+		uint32_t steps = 0;
+		for (uint32_t i = load_relaxed(c.head); i != kNoEntry; i = load_relaxed(entries[i].next)) {
+			if (i >= cap || ++steps > cap) { // a list changing under us; the version will say so
+				torn = true;
+				break;
+			}
+			tmp.emplace_back();
+			live.read(i, tmp.back());
+		}
+		fence_acquire();
+		if (!torn && load_relaxed(c.version) == v1)
+			return true;
+	}
+	return false;
+}
+
+void GridIndex::scan_all(const LiveTable &live, std::vector<LiveView> &out) const {
+	uint32_t n = live.size();
+	out.resize(n);
+	for (uint32_t i = 0; i < n; i++)
+		live.read(i, out[i]);
+}
+
+void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
+	out.clear();
+	if (q.k == 0)
+		return;
+	// Ranked by geodesic distance; the sphere distance (cheaper) scaled by its
+	// worst-case ratio decides first whether a fix could make the top k.
+	geo::GeodesicFrom origin(q.lat, q.lon);
+	auto kth = [&] { return out.size() < q.k ? q.radius_m : out.front().distance_m; };
+	auto consider = [&](const LiveView &v) {
+		if (!passes(v, q.status, q.min_ts_ms))
+			return;
+		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+		if (geo::distance_m(q.lat, q.lon, lat, lon) * geo::kSphereLowerRatio > kth())
+			return;
+		Neighbor n{origin.to(lat, lon), v};
+		if (n.distance_m > q.radius_m)
+			return;
+		if (out.size() < q.k) {
+			out.push_back(n);
+			std::push_heap(out.begin(), out.end(), closer);
+		} else if (closer(n, out.front())) {
+			std::pop_heap(out.begin(), out.end(), closer);
+			out.back() = n;
+			std::push_heap(out.begin(), out.end(), closer);
+		}
+	};
+	auto finish = [&] { std::sort_heap(out.begin(), out.end(), closer); };
+	auto brute_force = [&] {
+		std::vector<LiveView> all;
+		scan_all(live, all);
+		out.clear();
+		for (const LiveView &v : all)
+			consider(v);
+		finish();
+	};
+
+	uint32_t gen = load_acquire(h_->gen);
+	if (gen & 1)
+		return brute_force();
+
+	size_t budget = cell_budget(live.size());
+	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier;
+	CellSet seen;
+	std::vector<LiveView> cell;
+	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
+	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
+	frontier.push({0, qi, qj});
+	seen.insert((uint64_t(qi) << 32 | qj) + 1);
+	while (!frontier.empty()) {
+		Frontier f = frontier.top();
+		if (f.bound > kth())
+			break;
+		frontier.pop();
+		uint32_t slot = find((uint64_t(f.lat) << 32 | f.lon) + 1);
+		if (slot != kNoEntry && load_relaxed(cells_[slot].count) > 0) {
+			if (!read_cell(live, slot, cell))
+				return brute_force();
+			for (const LiveView &v : cell)
+				consider(v);
+		}
+		for (int di = -1; di <= 1; di++) {
+			for (int dj = -1; dj <= 1; dj++) {
+				int64_t ni = int64_t(f.lat) + di;
+				if ((di == 0 && dj == 0) || ni < 0 || ni >= kLatCells)
+					continue;
+				uint32_t nj = uint32_t((int64_t(f.lon) + dj + kLonCells) % kLonCells);
+				if (!seen.insert((uint64_t(ni) << 32 | nj) + 1))
+					continue;
+				double lat0 = -90.0 + double(ni) * kCellDeg, lon0 = -180.0 + double(nj) * kCellDeg;
+				double b = geo::rect_min_distance_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg);
+				// As a bound on geodesic distance; never prune an edge point over rounding.
+				b = b * geo::kSphereLowerRatio * (1 - 1e-9) - 1e-3;
+				if (b <= kth())
+					frontier.push({b, uint32_t(ni), nj});
+			}
+		}
+		if (seen.size() > budget)
+			return brute_force();
+	}
+	if (load_acquire(h_->gen) != gen)
+		return brute_force(); // the hash was rebuilt under us
+	finish();
+}
+
+void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, double lon0, double lon1,
+                           int64_t min_ts_ms, std::vector<LiveView> &out) const {
+	out.clear();
+	lat0 = std::max(lat0, -90.0);
+	lat1 = std::min(lat1, 90.0);
+	lon0 = std::max(lon0, -180.0);
+	lon1 = std::min(lon1, 180.0);
+	if (!(lat0 <= lat1 && lon0 <= lon1))
+		return;
+	auto in_box = [&](const LiveView &v) {
+		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+		return v.ts_ms >= min_ts_ms && lat >= lat0 && lat <= lat1 && lon >= lon0 && lon <= lon1;
+	};
+	auto brute_force = [&] {
+		std::vector<LiveView> all;
+		scan_all(live, all);
+		out.clear();
+		for (const LiveView &v : all)
+			if (in_box(v))
+				out.push_back(v);
+	};
+	uint32_t i0 = lat_cell(int32_t(std::floor(lat0 * 1e7))), i1 = lat_cell(int32_t(std::ceil(lat1 * 1e7)));
+	int64_t j0 = (int64_t(std::floor(lon0 * 1e7)) + 1800000000) * kCellsPerDegree / 10000000;
+	int64_t j1 = (int64_t(std::ceil(lon1 * 1e7)) + 1800000000) * kCellsPerDegree / 10000000;
+	uint32_t gen = load_acquire(h_->gen);
+	if ((gen & 1) || double(i1 - i0 + 1) * double(j1 - j0 + 1) > double(cell_budget(live.size())))
+		return brute_force();
+	std::vector<LiveView> cell;
+	for (uint32_t i = i0; i <= i1; i++) {
+		for (int64_t j = j0; j <= j1; j++) {
+			uint32_t slot = find((uint64_t(i) << 32 | uint32_t(j % kLonCells)) + 1);
+			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0)
+				continue;
+			if (!read_cell(live, slot, cell))
+				return brute_force();
+			for (const LiveView &v : cell)
+				if (in_box(v))
+					out.push_back(v);
+		}
+	}
+	if (load_acquire(h_->gen) != gen)
+		brute_force();
+}
+
+} // namespace lt

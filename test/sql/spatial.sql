@@ -1,0 +1,82 @@
+-- nearest_drivers() and drivers_within(), served from the live state.
+-- Drivers on a small ring around Harare (-17.83, 31.05), far from other tests.
+SELECT count(livetrack.ingest(3000 + i, -17.83 + i * 0.001 * cos(radians(i * 36)),
+                              31.05 + i * 0.001 * sin(radians(i * 36)), now() - interval '1 s',
+                              NULL, NULL, NULL, CASE WHEN i % 4 = 0 THEN 'busy' END))
+FROM generate_series(1, 12) i;
+SELECT livetrack.ingest(3100, -17.8301, 31.0501, now() - interval '5 min');   -- stale
+SELECT livetrack.ingest(3101, -17.8302, 31.0502, now(), NULL, NULL, NULL, 'offline');
+SELECT livetrack.wait_flushed();
+
+-- Nearest available, fresh drivers, in distance order. Distances are
+-- geodesic on the WGS84 spheroid: PostGIS's ST_Distance(geography), to 1 mm.
+SELECT n.driver_id, round(n.distance_m) AS metres, n.status,
+       abs(n.distance_m - ST_Distance(ST_MakePoint(31.05, -17.83)::geography,
+                                      ST_MakePoint(n.lon, n.lat)::geography)) < 0.001 AS same_as_postgis
+FROM livetrack.nearest_drivers(-17.83, 31.05, 5) n;
+
+-- status NULL means any; a radius cuts the list; k larger than the fleet is fine.
+SELECT driver_id, status FROM livetrack.nearest_drivers(-17.83, 31.05, 3, 5000, NULL);
+SELECT count(*) AS within_350m FROM livetrack.nearest_drivers(-17.83, 31.05, 100, 350);
+SELECT count(*) AS all_busy FROM livetrack.nearest_drivers(-17.83, 31.05, 1000, 5000, 'busy');
+SELECT driver_id FROM livetrack.nearest_drivers(-17.83, 31.05, 1, 100, NULL, '1 hour');
+SELECT count(*) AS empty_ocean FROM livetrack.nearest_drivers(-40, -120, 10);
+
+-- Across the antimeridian and at the pole.
+SELECT livetrack.ingest(3201, 0.001, 179.9995, now());
+SELECT livetrack.ingest(3202, -0.001, -179.9995, now());
+SELECT livetrack.ingest(3203, 89.9999, 0, now());
+SELECT livetrack.ingest(3204, 89.9999, 180, now());
+SELECT livetrack.ingest(3205, 89.9999, -90, now());
+SELECT livetrack.wait_flushed();
+SELECT driver_id, round(distance_m) AS metres FROM livetrack.nearest_drivers(0, 180, 2, 1000);
+SELECT driver_id, round(distance_m) AS metres FROM livetrack.nearest_drivers(90, 0, 4, 1000) WHERE driver_id > 3000;
+
+-- drivers_within(): exactly what ST_Intersects says about the same points.
+CREATE TEMP TABLE areas (name text, g geometry);
+INSERT INTO areas VALUES
+    ('envelope', ST_MakeEnvelope(31.045, -17.835, 31.06, -17.82, 4326)),
+    ('triangle', ST_GeomFromText('POLYGON((31.04 -17.84, 31.07 -17.84, 31.05 -17.81, 31.04 -17.84))', 4326)),
+    ('multipolygon', ST_GeomFromText('MULTIPOLYGON(((31.049 -17.832, 31.052 -17.832, 31.052 -17.829, 31.049 -17.829, 31.049 -17.832)),
+                                                    ((31.055 -17.835, 31.07 -17.835, 31.07 -17.82, 31.055 -17.82, 31.055 -17.835)))', 4326)),
+    ('srid 0', ST_MakeEnvelope(31.045, -17.835, 31.06, -17.82)),
+    ('empty', 'POLYGON EMPTY'::geometry);
+SELECT a.name,
+       (SELECT array_agg(driver_id ORDER BY driver_id) FROM livetrack.drivers_within(a.g)) AS drivers,
+       (SELECT array_agg(driver_id ORDER BY driver_id) FROM livetrack.live l
+        WHERE l.age < interval '60 s' AND ST_Intersects(a.g, ST_SetSRID(ST_MakePoint(l.lon, l.lat), ST_SRID(a.g))))
+       IS NOT DISTINCT FROM
+       (SELECT array_agg(driver_id ORDER BY driver_id) FROM livetrack.drivers_within(a.g)) AS same_as_postgis
+FROM areas a ORDER BY a.name;
+
+-- A circle from ST_Buffer(geography), and max_age.
+SELECT array_agg(driver_id ORDER BY driver_id) AS in_500m
+FROM livetrack.drivers_within(ST_Buffer(ST_MakePoint(31.05, -17.83)::geography, 500));
+SELECT array_agg(driver_id ORDER BY driver_id) AS in_500m_any_age
+FROM livetrack.drivers_within(ST_Buffer(ST_MakePoint(31.05, -17.83)::geography, 500), NULL);
+SELECT array_agg(driver_id ORDER BY driver_id) AS postgis_500m
+FROM livetrack.live l
+WHERE l.age < interval '60 s' AND ST_Intersects(ST_Buffer(ST_MakePoint(31.05, -17.83)::geography, 500), l.geog);
+
+-- Bad arguments are errors with a SQLSTATE.
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+SELECT q, pg_temp.err(q) FROM (VALUES
+    ('SELECT * FROM livetrack.nearest_drivers(91, 0)'),
+    ('SELECT * FROM livetrack.nearest_drivers(-90.5, 0)'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 181)'),
+    ('SELECT * FROM livetrack.nearest_drivers(''NaN'', 0)'),
+    ('SELECT * FROM livetrack.nearest_drivers(NULL, 0)'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, 0)'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, -3)'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, 10, -1)'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, 10, ''NaN'')'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, 10, 5000, ''parked'')'),
+    ('SELECT * FROM livetrack.nearest_drivers(0, 0, 10, 5000, NULL, ''-1 s'')'),
+    ('SELECT * FROM livetrack.drivers_within(ST_MakeEnvelope(0, 0, 1, 1, 3857))')
+) t(q);

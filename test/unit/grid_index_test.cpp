@@ -1,0 +1,345 @@
+// The spatial index against brute force: random fleets, the poles, the
+// antimeridian, filters, moves, hash rebuilds, and readers racing a writer.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/geo.hpp"
+#include "core/grid_index.hpp"
+#include "core/live_table.hpp"
+
+using namespace lt;
+
+namespace {
+
+struct Table {
+	explicit Table(uint32_t capacity) : mem(LiveTable::bytes_needed(capacity) + 64) {
+		void *p = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(mem.data()) + 63) & ~uintptr_t(63));
+		LiveTable::format(p, capacity);
+		t.attach(p);
+	}
+	Applied put(uint64_t id, double lat, double lon, int64_t ts, uint8_t status = 0) {
+		Fix f{};
+		f.driver_id = id;
+		f.ts_ms = ts;
+		f.lat_e7 = int32_t(std::llround(lat * 1e7));
+		f.lon_e7 = int32_t(std::llround(lon * 1e7));
+		f.speed_cms = f.heading_cd = f.accuracy_dm = kUnknown16;
+		f.status = status;
+		uint8_t st;
+		bool reg;
+		return t.apply(f, 0, &st, &reg);
+	}
+	std::vector<Neighbor> nearest(double lat, double lon, uint32_t k, double radius = INFINITY, uint8_t status = 0,
+	                              int64_t min_ts = INT64_MIN) {
+		std::vector<Neighbor> out;
+		t.grid().nearest(t, NearestQuery{lat, lon, k, radius, status, min_ts}, out);
+		return out;
+	}
+	std::vector<uint8_t> mem;
+	LiveTable t{};
+};
+
+// The answer by definition: every entry, sorted by distance then id.
+std::vector<Neighbor> brute(const LiveTable &t, double lat, double lon, uint32_t k, double radius = INFINITY,
+                            uint8_t status = 0, int64_t min_ts = INT64_MIN) {
+	std::vector<Neighbor> all;
+	for (uint32_t i = 0; i < t.size(); i++) {
+		LiveView v;
+		t.read(i, v);
+		if ((status && v.status != status) || v.ts_ms < min_ts)
+			continue;
+		double d = geo::geodesic_m(lat, lon, v.lat_e7 / 1e7, v.lon_e7 / 1e7);
+		if (d <= radius)
+			all.push_back({d, v});
+	}
+	std::sort(all.begin(), all.end(), [](const Neighbor &a, const Neighbor &b) {
+		return a.distance_m < b.distance_m || (a.distance_m == b.distance_m && a.v.driver_id < b.v.driver_id);
+	});
+	if (all.size() > k)
+		all.resize(k);
+	return all;
+}
+
+void expect_same(const std::vector<Neighbor> &got, const std::vector<Neighbor> &want, const char *what) {
+	ASSERT_EQ(got.size(), want.size()) << what;
+	for (size_t i = 0; i < got.size(); i++) {
+		EXPECT_EQ(got[i].v.driver_id, want[i].v.driver_id) << what << " rank " << i;
+		EXPECT_EQ(got[i].distance_m, want[i].distance_m) << what << " rank " << i;
+	}
+}
+
+} // namespace
+
+TEST(Geo, DistanceMatchesKnownValues) {
+	// One degree of longitude on the equator, on PostGIS's sphere.
+	EXPECT_NEAR(geo::distance_m(0, 0, 0, 1), 6371008.8 * geo::kPi / 180, 1e-6);
+	EXPECT_NEAR(geo::distance_m(0, 179.5, 0, -179.5), 6371008.8 * geo::kPi / 180, 1e-6); // across 180
+	EXPECT_NEAR(geo::distance_m(90, 0, 90, 123), 0, 1e-6);                                 // the pole is a point
+	EXPECT_NEAR(geo::distance_m(0, 0, 0, 180), 6371008.8 * geo::kPi, 1e-3);                // antipodes
+}
+
+TEST(Geo, GeodesicMatchesPostGIS) {
+	// ST_Distance(geography, geography) from PostGIS 3.3 (Karney's algorithm).
+	struct {
+		double lat1, lon1, lat2, lon2, metres;
+	} ref[] = {
+	    {12.97, 77.59, 12.98, 77.59, 1106.30273731},     {12.97, 77.59, 12.97, 77.60, 1084.97771632},
+	    {0, 0, 0.001, 0, 110.57427582},                    {0, 0, 0, 0.001, 111.31949079},
+	    {60, 10, 60.5, 11, 78548.88704517},                {89.9, 0, 89.9, 180, 22338.79568252},
+	    {-89.99, 10, -89.99, -170, 2233.87959095},         {0, 179.9995, 0, -179.9995, 111.31949079},
+	    {51.5, -0.12, 40.71, -74.0, 5585806.31833992},     {-33.87, 151.2, 35.68, 139.69, 7791935.05502908},
+	    {45, 45, 45, 45, 0},                               {90, 0, -90, 0, 20003931.45862545},
+	    {10, 20, 10.00001, 20.00001, 1.55739743},
+	};
+	for (const auto &r : ref)
+		EXPECT_NEAR(geo::geodesic_m(r.lat1, r.lon1, r.lat2, r.lon2), r.metres, 1e-3)
+		    << r.lat1 << "," << r.lon1 << " -> " << r.lat2 << "," << r.lon2;
+	// Nearly antipodal: Vincenty gives up, the sphere stands in within 0.5 %.
+	EXPECT_NEAR(geo::geodesic_m(0, 0, 0.5, 179.5) / 19936288.57896531, 1, 0.005);
+}
+
+TEST(Geo, SphereRatioBoundsHold) {
+	std::mt19937_64 rng(17);
+	std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180), step(-0.5, 0.5);
+	for (int i = 0; i < 200000; i++) {
+		double la = lat(rng), lo = lon(rng);
+		double lb = std::max(-90.0, std::min(90.0, i % 2 ? la + step(rng) : lat(rng))), lb2 = i % 2 ? lo + step(rng) : lon(rng);
+		double s = geo::distance_m(la, lo, lb, lb2), g = geo::geodesic_m(la, lo, lb, lb2);
+		if (s < 1 || s > 19000000) // antipodes use the sphere anyway
+			continue;
+		ASSERT_GE(g, s * geo::kSphereLowerRatio) << la << "," << lo << " -> " << lb << "," << lb2;
+		ASSERT_LE(g, s * geo::kSphereUpperRatio) << la << "," << lo << " -> " << lb << "," << lb2;
+	}
+}
+
+TEST(Geo, RectangleBoundIsTightAndNeverTooHigh) {
+	std::mt19937_64 rng(7);
+	std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180), size(0.001, 2), u(0, 1);
+	for (int t = 0; t < 3000; t++) {
+		double qlat = lat(rng), qlon = lon(rng);
+		if (t % 3 == 0) { // keep many rectangles near the query, where it matters
+			qlat = std::max(-89.0, std::min(89.0, qlat));
+		}
+		double h = size(rng), w = size(rng);
+		double lat0 = std::max(-90.0, std::min(90.0 - h, t % 3 == 0 ? qlat + (u(rng) - 0.5) * 4 : lat(rng)));
+		double lon0 = std::max(-180.0, std::min(180.0 - w, t % 3 == 0 ? qlon + (u(rng) - 0.5) * 4 : lon(rng)));
+		double bound = geo::rect_min_distance_m(qlat, qlon, lat0, lat0 + h, lon0, lon0 + w);
+		double best = INFINITY;
+		for (int i = 0; i <= 40; i++)
+			for (int j = 0; j <= 40; j++)
+				best = std::min(best, geo::distance_m(qlat, qlon, lat0 + h * i / 40, lon0 + w * j / 40));
+		ASSERT_LE(bound, best + 1e-6) << "bound above a real point: q=(" << qlat << "," << qlon << ")";
+		// Sampling only sees a grid of points, so the true minimum can be a bit lower.
+		double slack = geo::distance_m(lat0, lon0, lat0 + h / 40, lon0 + w / 40) + 1e-3;
+		ASSERT_GE(bound, best - slack) << "bound too loose: q=(" << qlat << "," << qlon << ")";
+	}
+}
+
+TEST(GridIndex, NearestMatchesBruteForceInACity) {
+	Table tb(30000);
+	std::mt19937_64 rng(42);
+	std::normal_distribution<double> dlat(12.97, 0.08), dlon(77.59, 0.08);
+	for (uint64_t id = 1; id <= 20000; id++)
+		tb.put(id, dlat(rng), dlon(rng), 1000 + int64_t(id % 97), uint8_t(1 + id % 3));
+	std::uniform_real_distribution<double> qlat(12.6, 13.3), qlon(77.2, 77.9);
+	for (int i = 0; i < 120; i++) {
+		double la = qlat(rng), lo = qlon(rng);
+		expect_same(tb.nearest(la, lo, 10), brute(tb.t, la, lo, 10), "k=10");
+		expect_same(tb.nearest(la, lo, 1), brute(tb.t, la, lo, 1), "k=1");
+		expect_same(tb.nearest(la, lo, 50, 2000), brute(tb.t, la, lo, 50, 2000), "k=50 r=2km");
+		expect_same(tb.nearest(la, lo, 10, 5000, kStatusAvailable), brute(tb.t, la, lo, 10, 5000, kStatusAvailable),
+		            "status");
+		expect_same(tb.nearest(la, lo, 10, INFINITY, 0, 1050), brute(tb.t, la, lo, 10, INFINITY, 0, 1050), "max_age");
+	}
+}
+
+TEST(GridIndex, PolesAntimeridianAndEmptyPlaces) {
+	Table tb(5000);
+	std::mt19937_64 rng(3);
+	std::uniform_real_distribution<double> near_pole(89.9, 90), lon(-180, 180), edge(179.9, 180), lat(-1, 1), u(0, 1);
+	uint64_t id = 1;
+	for (int i = 0; i < 500; i++)
+		tb.put(id++, near_pole(rng), lon(rng), 1);
+	for (int i = 0; i < 500; i++)
+		tb.put(id++, -near_pole(rng), lon(rng), 1);
+	for (int i = 0; i < 500; i++)
+		tb.put(id++, lat(rng), u(rng) < 0.5 ? edge(rng) : -edge(rng), 1);
+	tb.put(id++, 90, 0, 1);
+	tb.put(id++, -90, 180, 1);
+	tb.put(id++, 0, 180, 1);
+	tb.put(id++, 0, -180, 1);
+	struct Q {
+		double lat, lon;
+	} qs[] = {{90, 0}, {89.99, 45}, {89.95, -170}, {-90, 0}, {-89.99, 100}, {0, 180}, {0, -180},
+	          {0.5, 179.99}, {-0.5, -179.95}, {45, 0} /* nobody near */, {-45, 90}};
+	for (const Q &q : qs) {
+		for (uint32_t k : {1u, 10u, 200u, 5000u}) {
+			SCOPED_TRACE(::testing::Message() << "q=(" << q.lat << "," << q.lon << ") k=" << k);
+			expect_same(tb.nearest(q.lat, q.lon, k), brute(tb.t, q.lat, q.lon, k), "unbounded");
+			expect_same(tb.nearest(q.lat, q.lon, k, 20000), brute(tb.t, q.lat, q.lon, k, 20000), "20 km");
+		}
+	}
+	EXPECT_TRUE(tb.nearest(45, 0, 10, 100000).empty()) << "an empty area within the radius";
+	EXPECT_EQ(tb.nearest(0, 180, 10, 0).size(), 2u) << "radius 0 still finds the exact points (+180 and -180)";
+}
+
+TEST(GridIndex, KLargerThanFleetAndEmptyTable) {
+	Table empty(100);
+	EXPECT_TRUE(empty.nearest(10, 10, 10).empty());
+	Table tb(100);
+	for (uint64_t id = 1; id <= 7; id++)
+		tb.put(id, 10 + id * 0.001, 10, 1);
+	auto got = tb.nearest(10, 10, 100);
+	ASSERT_EQ(got.size(), 7u);
+	for (size_t i = 0; i < got.size(); i++)
+		EXPECT_EQ(got[i].v.driver_id, i + 1);
+}
+
+TEST(GridIndex, MovingDriversStayFindable) {
+	Table tb(5000);
+	std::mt19937_64 rng(11);
+	std::uniform_real_distribution<double> lat(40.6, 40.9), lon(-74.1, -73.8), step(-0.01, 0.01);
+	std::vector<std::pair<double, double>> pos(4001);
+	for (uint64_t id = 1; id <= 4000; id++) {
+		pos[id] = {lat(rng), lon(rng)};
+		tb.put(id, pos[id].first, pos[id].second, 1);
+	}
+	for (int64_t round = 2; round < 30; round++) {
+		for (uint64_t id = 1; id <= 4000; id++) {
+			pos[id].first += step(rng);
+			pos[id].second += step(rng);
+			ASSERT_EQ(tb.put(id, pos[id].first, pos[id].second, round), Applied::Moved);
+		}
+		for (int i = 0; i < 20; i++) {
+			double la = lat(rng), lo = lon(rng);
+			expect_same(tb.nearest(la, lo, 15), brute(tb.t, la, lo, 15), "after moves");
+		}
+	}
+	// Every driver sits in exactly one cell list, in the cell of its position.
+	uint32_t in_lists = 0;
+	for (uint32_t i = 0; i < tb.t.size(); i++)
+		in_lists += tb.t.entries()[i].cell != kNoEntry;
+	EXPECT_EQ(in_lists, tb.t.size());
+}
+
+TEST(GridIndex, HashRebuildKeepsAnswersRight) {
+	// 64 drivers -> 1024 slots; driving across > 716 distinct cells forces rebuilds.
+	Table tb(64);
+	std::mt19937_64 rng(5);
+	std::uniform_real_distribution<double> lat(-60, 60), lon(-180, 180);
+	for (int64_t round = 1; round <= 40; round++)
+		for (uint64_t id = 1; id <= 64; id++)
+			tb.put(id, lat(rng), lon(rng), round);
+	EXPECT_GT(tb.t.grid().rebuilds(), 0u);
+	EXPECT_LE(tb.t.grid().used(), 716u);
+	for (int i = 0; i < 100; i++) {
+		double la = lat(rng), lo = lon(rng);
+		expect_same(tb.nearest(la, lo, 5), brute(tb.t, la, lo, 5), "after rebuilds");
+	}
+}
+
+TEST(GridIndex, WithinBoxMatchesBruteForce) {
+	Table tb(20000);
+	std::mt19937_64 rng(9);
+	std::uniform_real_distribution<double> lat(51.3, 51.7), lon(-0.5, 0.3), u(0, 1);
+	for (uint64_t id = 1; id <= 15000; id++)
+		tb.put(id, lat(rng), lon(rng), int64_t(id % 10));
+	for (int i = 0; i < 200; i++) {
+		double a = lat(rng), b = lat(rng), c = lon(rng), d = lon(rng);
+		double lat0 = std::min(a, b), lat1 = std::max(a, b), lon0 = std::min(c, d), lon1 = std::max(c, d);
+		if (i % 4 == 0) // small boxes, the common case
+			lat1 = lat0 + 0.01 * u(rng), lon1 = lon0 + 0.01 * u(rng);
+		std::vector<LiveView> got;
+		tb.t.grid().within_box(tb.t, lat0, lat1, lon0, lon1, 5, got);
+		std::vector<uint64_t> g, w;
+		for (const LiveView &v : got)
+			g.push_back(v.driver_id);
+		for (uint32_t j = 0; j < tb.t.size(); j++) {
+			LiveView v;
+			tb.t.read(j, v);
+			double la = v.lat_e7 / 1e7, lo = v.lon_e7 / 1e7;
+			if (v.ts_ms >= 5 && la >= lat0 && la <= lat1 && lo >= lon0 && lo <= lon1)
+				w.push_back(v.driver_id);
+		}
+		std::sort(g.begin(), g.end());
+		std::sort(w.begin(), w.end());
+		ASSERT_EQ(g, w) << "box " << lat0 << "," << lat1 << "," << lon0 << "," << lon1;
+	}
+}
+
+TEST(GridIndex, CostDependsOnTheNeighbourhoodNotTheFleet) {
+	// Same density, 10x the area: a query touches about the same number of
+	// cells, so it must not fall back to scanning everything.
+	for (uint32_t n : {10000u, 100000u}) {
+		Table tb(n);
+		std::mt19937_64 rng(1);
+		double side = 0.1 * std::sqrt(n / 10000.0);
+		std::uniform_real_distribution<double> lat(0, side), lon(0, side);
+		for (uint64_t id = 1; id <= n; id++)
+			tb.put(id, lat(rng), lon(rng), 1);
+		auto t0 = std::chrono::steady_clock::now();
+		for (int i = 0; i < 2000; i++) {
+			auto r = tb.nearest(side / 2 + 0.001 * (i % 7), side / 2, 10, 2000);
+			ASSERT_EQ(r.size(), 10u);
+		}
+		double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 2000;
+		RecordProperty("us_per_query_" + std::to_string(n), std::to_string(us));
+		// A full scan of 100k entries costs milliseconds; the grid, microseconds.
+		EXPECT_LT(us, 500.0) << n << " drivers";
+	}
+}
+
+TEST(GridIndex, ReadersNeverSeeTornListsWhileTheWriterMoves) {
+	// Ten drivers stay put around the query point; thousands of others move
+	// fast around them. Every reader answer must be exactly the ten.
+	Table tb(20000);
+	for (uint64_t id = 1; id <= 10; id++)
+		tb.put(id, 48.0 + id * 1e-5, 2.0, 1);
+	std::mt19937_64 rng(2);
+	std::uniform_real_distribution<double> lat(47.9, 48.1), lon(1.9, 2.1);
+	for (uint64_t id = 11; id <= 10000; id++) {
+		double la = lat(rng), lo = lon(rng);
+		if (std::fabs(la - 48.0) < 0.01 && std::fabs(lo - 2.0) < 0.01)
+			la += 0.02; // keep movers out of the inner circle
+		tb.put(id, la, lo, 1);
+	}
+	std::atomic<bool> stop{false};
+	std::atomic<long> queries{0}, bad{0};
+	std::vector<std::thread> readers;
+	for (int r = 0; r < 3; r++) {
+		readers.emplace_back([&] {
+			while (!stop.load()) {
+				auto got = tb.nearest(48.0, 2.0, 10, 1000);
+				bool ok = got.size() == 10;
+				for (size_t i = 0; ok && i < got.size(); i++)
+					ok = got[i].v.driver_id == i + 1;
+				bad += !ok;
+				queries++;
+			}
+		});
+	}
+	std::mt19937_64 wrng(3);
+	int64_t ts = 2;
+	auto t0 = std::chrono::steady_clock::now();
+	while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1500)) {
+		for (uint64_t id = 11; id <= 10000; id++) {
+			double la = lat(wrng), lo = lon(wrng);
+			if (std::fabs(la - 48.0) < 0.01 && std::fabs(lo - 2.0) < 0.01)
+				la += 0.02;
+			tb.put(id, la, lo, ts);
+		}
+		ts++;
+	}
+	stop = true;
+	for (auto &t : readers)
+		t.join();
+	EXPECT_GT(queries.load(), 100);
+	EXPECT_EQ(bad.load(), 0) << "of " << queries.load() << " queries";
+	EXPECT_GT(ts, 3) << "the writer made several full passes";
+}
