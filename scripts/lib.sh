@@ -30,6 +30,16 @@ lt_install_packages() {
 	as_root systemctl disable --now postgresql >/dev/null 2>&1 || true
 }
 
+# A bigger UDP receive buffer lets the listener ride out bursts (the kernel
+# caps SO_RCVBUF at net.core.rmem_max). Best effort: not allowed everywhere.
+lt_tune_kernel() {
+	local want=33554432 have
+	have=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
+	if [ "$have" -lt "$want" ]; then
+		as_root sysctl -q -w net.core.rmem_max=$want >/dev/null 2>&1 || true
+	fi
+}
+
 PG_BINDIR=/usr/lib/postgresql/15/bin
 export PATH="$PG_BINDIR:$PATH"
 

@@ -1,0 +1,390 @@
+// livetrack-seed: the "seed approach" livetrack is compared with. A client
+// buffers pings and writes them with multi-row INSERTs (1,000 rows by default)
+// into a plain PostGIS table, each INSERT its own autocommit transaction.
+// Pings come from the simulator's movement model (tools/sim/fleet.hpp).
+//
+// Measures rows/s and the latency from a row entering the buffer to the
+// commit of its INSERT (exact p50/p99). With --rate R rows arrive on a
+// schedule and wait in the buffer until it is full; by default (max) the
+// buffer fills instantly and the latency is the INSERT's own.
+#include <thread>
+
+#include "../sim/fleet.hpp"
+#include "../sim/util.hpp"
+
+namespace {
+
+using tool::die;
+
+struct Options {
+	std::string dsn;
+	uint64_t drivers = 1000;
+	double duration = 10;
+	int rows = 1000;
+	int connections = 1;
+	bool setup = false;
+	bool summary_json = false;
+	double rate = 0; // rows/s in total; 0 = as fast as possible
+	// Both statements send binary parameters. Multi-row VALUES is the default:
+	// it is the approach livetrack is compared with. unnest of 7 arrays is
+	// faster (1000-row INSERTs on the dev machine took p50 10-14 ms against
+	// 13-18 ms: parsing and planning a 1000-tuple VALUES list costs more) and
+	// is there with --method unnest, as the strongest variant of the idea.
+	bool unnest = false;
+	fleet::City city;
+	uint64_t id_base = 1;
+	uint64_t seed = 1;
+	double report = 1;
+};
+
+void usage() {
+	std::fputs("usage: livetrack-seed [options]\n"
+	           "  --dsn DSN              libpq connection string (default: PG* environment)\n"
+	           "  --drivers N            simulated drivers (1000)\n"
+	           "  --duration S           seconds to run (10)\n"
+	           "  --rows-per-insert K    rows per INSERT (1000)\n"
+	           "  --connections C        connections, one thread each (1)\n"
+	           "  --rate R|max           rows/s offered in total (max)\n"
+	           "  --method values|unnest multi-row VALUES (default) or unnest of arrays (faster)\n"
+	           "  --setup                (re)create table seed_pings and its indexes first\n"
+	           "  --city LAT,LON         city centre (12.9716,77.5946)\n"
+	           "  --radius-km R          city radius (15)\n"
+	           "  --id-base B, --seed X  first driver id (1), random seed (1)\n"
+	           "  --report S             status line every S s; 0 = only the summary (1)\n"
+	           "  --summary-json         final summary as one JSON object on stdout\n",
+	           stderr);
+}
+
+Options parse(int argc, char **argv) {
+	Options o;
+	for (int i = 1; i < argc; i++) {
+		std::string a = argv[i], inline_v;
+		bool has_v = false;
+		if (a.rfind("--", 0) != 0)
+			die("unexpected argument '%s' (see --help)", a.c_str());
+		size_t eq = a.find('=');
+		if (eq != std::string::npos) {
+			inline_v = a.substr(eq + 1);
+			a.resize(eq);
+			has_v = true;
+		}
+		auto val = [&]() -> const char * {
+			if (has_v)
+				return inline_v.c_str();
+			if (i + 1 >= argc)
+				die("%s needs a value", a.c_str());
+			return argv[++i];
+		};
+		if (a == "--help") {
+			usage();
+			std::exit(0);
+		} else if (a == "--dsn") {
+			o.dsn = val();
+		} else if (a == "--drivers") {
+			o.drivers = tool::parse_uint(a, val(), 1, 100000000);
+		} else if (a == "--duration") {
+			o.duration = tool::parse_double(a, val(), 0.1, 1e7);
+		} else if (a == "--rows-per-insert") {
+			o.rows = int(tool::parse_uint(a, val(), 1, 9000)); // 7 params a row, 65535 at most
+		} else if (a == "--connections") {
+			o.connections = int(tool::parse_uint(a, val(), 1, 256));
+		} else if (a == "--rate") {
+			std::string v = val();
+			o.rate = v == "max" ? 0 : tool::parse_double(a, v.c_str(), 0.001, 1e9);
+		} else if (a == "--method") {
+			std::string v = val();
+			if (v != "values" && v != "unnest")
+				die("--method: values or unnest");
+			o.unnest = v == "unnest";
+		} else if (a == "--setup") {
+			o.setup = true;
+		} else if (a == "--summary-json") {
+			o.summary_json = true;
+		} else if (a == "--city") {
+			std::string v = val();
+			size_t c = v.find(',');
+			if (c == std::string::npos)
+				die("--city: LAT,LON");
+			o.city.lat0 = tool::parse_double(a, v.substr(0, c).c_str(), -85, 85);
+			o.city.lon0 = tool::parse_double(a, v.substr(c + 1).c_str(), -179, 179);
+		} else if (a == "--radius-km") {
+			o.city.radius_m = tool::parse_double(a, val(), 1, 500) * 1000;
+		} else if (a == "--id-base") {
+			o.id_base = tool::parse_uint(a, val(), 1, (1ull << 62));
+		} else if (a == "--seed") {
+			o.seed = tool::parse_uint(a, val(), 0, ~0ull);
+		} else if (a == "--report") {
+			o.report = tool::parse_double(a, val(), 0, 86400);
+		} else {
+			die("unknown option %s (see --help)", a.c_str());
+		}
+	}
+	if (o.drivers < uint64_t(o.connections))
+		die("--drivers must be at least --connections");
+	return o;
+}
+
+const char *kSetupSql = "CREATE EXTENSION IF NOT EXISTS postgis;"
+                        "DROP TABLE IF EXISTS seed_pings;"
+                        "CREATE TABLE seed_pings (driver_id bigint, ts timestamptz, geog geography(Point,4326),"
+                        " speed_mps real, heading_deg real, accuracy_m real, received_at timestamptz default now());"
+                        "CREATE INDEX seed_pings_geog ON seed_pings USING gist (geog);"
+                        "CREATE INDEX seed_pings_driver_ts ON seed_pings (driver_id, ts);";
+
+constexpr int kCols = 7; // driver_id, ts, lon, lat, speed, heading, accuracy
+constexpr Oid kTypes[kCols] = {20, 1184, 701, 701, 700, 700, 700};        // int8 timestamptz float8 float4
+constexpr Oid kArrayTypes[kCols] = {1016, 1185, 1022, 1022, 1021, 1021, 1021};
+constexpr int kSizes[kCols] = {8, 8, 8, 8, 4, 4, 4};
+
+std::string insert_sql(int rows, bool unnest) {
+	std::string s = "INSERT INTO seed_pings (driver_id, ts, geog, speed_mps, heading_deg, accuracy_m) ";
+	if (unnest)
+		return s + "SELECT d, t, ST_SetSRID(ST_MakePoint(x, y), 4326)::geography, sp, hd, ac "
+		           "FROM unnest($1, $2, $3, $4, $5, $6, $7) AS u(d, t, x, y, sp, hd, ac)";
+	s += "VALUES ";
+	for (int r = 0; r < rows; r++) {
+		int p = r * kCols + 1;
+		s += (r ? ",($" : "($") + std::to_string(p) + ",$" + std::to_string(p + 1) + ",ST_SetSRID(ST_MakePoint($" +
+		     std::to_string(p + 2) + ",$" + std::to_string(p + 3) + "),4326)::geography,$" + std::to_string(p + 4) +
+		     ",$" + std::to_string(p + 5) + ",$" + std::to_string(p + 6) + ")";
+	}
+	return s;
+}
+
+// IEEE 754 bit patterns: what binary float4/float8 parameters carry.
+uint64_t bits(double d) {
+	uint64_t u;
+	std::memcpy(&u, &d, 8);
+	return u;
+}
+uint64_t bits(float f) {
+	uint32_t u;
+	std::memcpy(&u, &f, 4);
+	return u;
+}
+
+// One connection: generates pings for its drivers, buffers `rows` of them,
+// INSERTs, repeats until the end.
+struct Worker {
+	const Options *o = nullptr;
+	int index = 0;
+	std::vector<fleet::Driver> drivers;
+	size_t next = 0;
+	fleet::Rng rng{0};
+	double rate = 0;
+	std::vector<double> latency_ms, insert_ms; // per row; per INSERT (its own duration)
+	std::atomic<uint64_t> rows_done{0}, inserts{0};
+	std::atomic<bool> done{false}, failed{false};
+	int64_t last_commit = 0;
+
+	void run(int64_t start, int64_t end) {
+		std::string err;
+		PGconn *c = tool::pg_connect(o->dsn, err);
+		if (!c) {
+			fail(err);
+			return;
+		}
+		// A 1000-row insert takes milliseconds; 60 s only catches a stuck server.
+		if (!tool::pg_command(c, "SET statement_timeout = '60s'", err)) {
+			fail(err);
+			PQfinish(c);
+			return;
+		}
+		const int n = o->rows, nparams = o->unnest ? kCols : n * kCols;
+		const size_t np = size_t(nparams), nrows = size_t(n);
+		std::vector<Oid> types(np);
+		for (int i = 0; i < nparams; i++)
+			types[size_t(i)] = o->unnest ? kArrayTypes[i] : kTypes[i % kCols];
+		PGresult *r = PQprepare(c, "ins", insert_sql(n, o->unnest).c_str(), nparams, types.data());
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fail(std::string("prepare: ") + PQresultErrorMessage(r));
+			PQclear(r);
+			PQfinish(c);
+			return;
+		}
+		PQclear(r);
+
+		// Binary parameters. VALUES: one buffer, n rows of 7 fields. unnest:
+		// 7 one-dimensional arrays (20-byte header, then length + value each).
+		std::vector<char> buf(o->unnest ? size_t(kCols) * 20 + size_t(n) * (kCols * 4 + 44) : size_t(n) * 44);
+		std::vector<const char *> vals(np);
+		std::vector<int> lens(np), formats(np, 1);
+		std::vector<int64_t> buffered(nrows);
+		size_t col_off[kCols];
+		if (o->unnest) {
+			size_t off = 0;
+			for (int k = 0; k < kCols; k++) {
+				col_off[k] = off;
+				char *h = buf.data() + off;
+				tool::put_be32(h, 1);                 // dimensions
+				tool::put_be32(h + 4, 0);             // no NULLs
+				tool::put_be32(h + 8, kTypes[k]);     // element type
+				tool::put_be32(h + 12, uint32_t(n));  // length
+				tool::put_be32(h + 16, 1);            // lower bound
+				for (int i = 0; i < n; i++)
+					tool::put_be32(h + 20 + size_t(i) * size_t(4 + kSizes[k]), uint32_t(kSizes[k]));
+				vals[size_t(k)] = h;
+				lens[size_t(k)] = 20 + n * (4 + kSizes[k]);
+				off += size_t(lens[size_t(k)]);
+			}
+		}
+		uint64_t generated = 0;
+		while (tool::signals() == 0 && lt::mono_us() < end) {
+			int64_t now = lt::mono_us();
+			if (rate > 0) {
+				// Wait until the last row of this buffer has arrived.
+				int64_t full_at = start + int64_t(double(generated + uint64_t(n)) * 1e6 / rate);
+				if (full_at > now) {
+					tool::sleep_until(std::min(full_at, end));
+					continue;
+				}
+			}
+			int64_t wall_minus_mono = lt::now_us() - lt::mono_us();
+			for (int i = 0; i < n; i++) {
+				int64_t arrived = rate > 0 ? start + int64_t(double(generated + uint64_t(i)) * 1e6 / rate) : lt::mono_us();
+				buffered[size_t(i)] = arrived;
+				lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, arrived + wall_minus_mono);
+				next = (next + 1) % drivers.size();
+				uint64_t v[kCols] = {f.driver_id,
+				                     uint64_t(f.ts_ms * 1000 - tool::kPgEpochUnixUs),
+				                     bits(f.lon_e7 / 1e7),
+				                     bits(f.lat_e7 / 1e7),
+				                     bits(float(f.speed_cms / 100.0)),
+				                     bits(float(f.heading_cd / 100.0)),
+				                     bits(float(f.accuracy_dm / 10.0))};
+				for (int k = 0; k < kCols; k++) {
+					char *p = o->unnest ? buf.data() + col_off[k] + 20 + size_t(i) * size_t(4 + kSizes[k]) + 4
+					                    : buf.data() + size_t(i) * 44 + size_t(k < 4 ? k * 8 : 32 + (k - 4) * 4);
+					if (kSizes[k] == 8)
+						tool::put_be64(p, v[k]);
+					else
+						tool::put_be32(p, uint32_t(v[k]));
+					if (!o->unnest) {
+						vals[size_t(i * kCols + k)] = p;
+						lens[size_t(i * kCols + k)] = kSizes[k];
+					}
+				}
+			}
+			generated += uint64_t(n);
+			int64_t sent = lt::mono_us();
+			r = PQexecPrepared(c, "ins", nparams, vals.data(), lens.data(), formats.data(), 0);
+			int64_t committed = lt::mono_us();
+			if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+				fail(std::string("insert: ") + PQresultErrorMessage(r));
+				PQclear(r);
+				break;
+			}
+			PQclear(r);
+			insert_ms.push_back(double(committed - sent) / 1000.0);
+			for (int i = 0; i < n; i++)
+				latency_ms.push_back(double(committed - buffered[size_t(i)]) / 1000.0);
+			last_commit = committed;
+			rows_done.fetch_add(uint64_t(n), std::memory_order_relaxed);
+			inserts.fetch_add(1, std::memory_order_relaxed);
+		}
+		PQfinish(c);
+	}
+	void fail(const std::string &why) {
+		std::fprintf(stderr, "seed[%d]: %s\n", index, why.c_str());
+		failed = true;
+	}
+};
+
+} // namespace
+
+int main(int argc, char **argv) {
+	Options o = parse(argc, argv);
+	tool::install_signals();
+	FILE *human = o.summary_json ? stderr : stdout;
+
+	if (o.setup) {
+		std::string err;
+		PGconn *c = tool::pg_connect(o.dsn, err);
+		if (!c)
+			die("%s", err.c_str());
+		if (!tool::pg_command(c, "SET client_min_messages = warning", err) || !tool::pg_command(c, kSetupSql, err))
+			die("setup: %s", err.c_str());
+		PQfinish(c);
+	}
+
+	std::vector<Worker> ws(size_t(o.connections));
+	fleet::Rng master(o.seed);
+	int64_t now_us = lt::now_us();
+	for (int i = 0; i < o.connections; i++) {
+		ws[size_t(i)].o = &o;
+		ws[size_t(i)].index = i;
+		ws[size_t(i)].rng = fleet::Rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(i) + 1);
+		ws[size_t(i)].rate = o.rate / o.connections;
+	}
+	for (uint64_t i = 0; i < o.drivers; i++) {
+		Worker &w = ws[size_t(i % uint64_t(o.connections))];
+		w.drivers.emplace_back();
+		fleet::init_driver(w.drivers.back(), o.id_base + i, o.city, master, now_us);
+	}
+
+	int64_t start = lt::mono_us() + 10000, end = start + int64_t(o.duration * 1e6);
+	std::vector<std::thread> threads;
+	for (Worker &w : ws)
+		threads.emplace_back([&w, start, end] {
+			tool::sleep_until(start);
+			w.run(start, end);
+			w.done = true;
+		});
+
+	int64_t next_report = start + int64_t(o.report * 1e6), last_t = start;
+	uint64_t last_rows = 0;
+	for (;;) {
+		bool all_done = true;
+		uint64_t rows = 0;
+		for (const Worker &w : ws) {
+			all_done = all_done && w.done.load();
+			rows += w.rows_done.load();
+		}
+		if (all_done)
+			break;
+		int64_t now = lt::mono_us();
+		if (o.report > 0 && now >= next_report) {
+			std::fprintf(stderr, "[%7.1fs] rows %llu (%.0f/s)\n", double(now - start) / 1e6, (unsigned long long)rows,
+			             double(rows - last_rows) * 1e6 / double(now - last_t));
+			last_rows = rows;
+			last_t = now;
+			next_report += int64_t(o.report * 1e6);
+		}
+		tool::sleep_until(o.report > 0 ? std::min(next_report, now + 100000) : now + 100000);
+	}
+	for (std::thread &t : threads)
+		t.join();
+
+	uint64_t rows = 0, inserts = 0;
+	int failed = 0;
+	int64_t last = start + 1;
+	std::vector<double> lat, ins;
+	for (Worker &w : ws) {
+		rows += w.rows_done.load();
+		inserts += w.inserts.load();
+		failed += w.failed.load() ? 1 : 0;
+		last = std::max(last, w.last_commit);
+		lat.insert(lat.end(), w.latency_ms.begin(), w.latency_ms.end());
+		ins.insert(ins.end(), w.insert_ms.begin(), w.insert_ms.end());
+	}
+	std::sort(lat.begin(), lat.end());
+	std::sort(ins.begin(), ins.end());
+	// Rows over the time until the last commit (an INSERT started before the
+	// end is allowed to finish and counts).
+	double secs = double(std::max(last, std::min(lt::mono_us(), end)) - start) / 1e6;
+	double rate = double(rows) / secs, p50 = tool::percentile(lat, .5), p99 = tool::percentile(lat, .99);
+	std::fprintf(human,
+	             "livetrack-seed: %.2f s, %llu rows in %llu INSERTs of %d (%s, %d connection%s), %.0f rows/s; "
+	             "buffered->committed p50 %.1f ms, p99 %.1f ms; INSERT p50 %.1f ms\n",
+	             secs, (unsigned long long)rows, (unsigned long long)inserts, o.rows, o.unnest ? "unnest" : "values",
+	             o.connections, o.connections == 1 ? "" : "s", rate, p50, p99,
+	             tool::percentile(ins, .5));
+	if (o.summary_json)
+		std::printf("{\"seconds\":%.3f,\"rows\":%llu,\"rate\":%.1f,\"latency_p50_ms\":%s,\"latency_p99_ms\":%s,"
+		            "\"insert_p50_ms\":%s,\"insert_p99_ms\":%s,\"inserts\":%llu,\"rows_per_insert\":%d,\"connections\":%d,\"method\":\"%s\",\"failed_connections\":%d}\n",
+		            secs, (unsigned long long)rows, rate, tool::json_num(p50).c_str(), tool::json_num(p99).c_str(),
+		            tool::json_num(tool::percentile(ins, .5)).c_str(), tool::json_num(tool::percentile(ins, .99)).c_str(),
+		            (unsigned long long)inserts, o.rows, o.connections, o.unnest ? "unnest" : "values", failed);
+	std::fflush(stdout);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,778 @@
+// livetrack-sim: a fleet of simulated drivers sending GPS fixes to livetrack
+// over UDP or TCP, binary (SPEC 2.1) or JSON lines (SPEC 2.2), with optional
+// latency probes through SQL. See usage() for the options.
+//
+// Threads: one sender per connection (UDP: per socket), each owning the
+// drivers i with i % connections == its index and pacing itself on an absolute
+// schedule (message m is due at start + m * batch / rate), so the requested
+// rate holds over the run whatever the sleep overshoot; a probe thread; the
+// main thread reports.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <deque>
+#include <thread>
+
+#include "core/wire.hpp"
+#include "fleet.hpp"
+#include "util.hpp"
+
+namespace {
+
+using tool::die;
+
+constexpr uint64_t kWindowMsgs = 8192;       // unacknowledged messages per TCP connection
+constexpr size_t kOutCap = 256 * 1024;       // bytes queued in user space per TCP connection
+constexpr int64_t kDrainUs = 10 * 1000000;   // after the end, give up when no ACK came for this long
+constexpr int64_t kConnectMs = 5000;
+constexpr int64_t kProbeEveryUs = 20000;
+constexpr int64_t kProbeTimeoutUs = 10 * 1000000;
+constexpr int kMaxJsonBatch = 256;           // ~150 B a line: a datagram stays under 64 KB
+
+struct Options {
+	std::string host = "127.0.0.1";
+	int port = 5480;
+	uint64_t drivers = 1000;
+	double interval = 1;
+	bool tcp = false, json = false;
+	int batch = 1;
+	int connections = 1;
+	double duration = 10;
+	double rate = 0; // records/s in total; 0 = as fast as possible
+	fleet::City city;
+	uint64_t id_base = 1;
+	uint64_t seed = 1;
+	double report = 1;
+	bool summary_json = false;
+	std::string probe_dsn;
+};
+
+void usage() {
+	std::fputs(
+	    "usage: livetrack-sim [options]\n"
+	    "  --host H             device host (127.0.0.1)\n"
+	    "  --port P             device port (5480)\n"
+	    "  --drivers N          simulated drivers (1000)\n"
+	    "  --interval S         seconds between two pings of one driver (1)\n"
+	    "  --proto udp|tcp      transport (udp)\n"
+	    "  --format binary|json wire format (binary)\n"
+	    "  --batch K            records per message, datagram or write (1; binary <= 64)\n"
+	    "  --connections C      TCP connections / UDP sockets, one thread each (1)\n"
+	    "  --duration S         seconds to run; 0 = until SIGINT/SIGTERM (10)\n"
+	    "  --rate R|max         total records/s (drivers/interval); a driver then pings\n"
+	    "                       every drivers/R s; max = as fast as the server takes it\n"
+	    "  --city LAT,LON       city centre (12.9716,77.5946)\n"
+	    "  --radius-km R        city radius (15)\n"
+	    "  --id-base B          first driver id (1)\n"
+	    "  --seed X             random seed (1)\n"
+	    "  --report S           status line every S s; 0 = only the summary (1)\n"
+	    "  --summary-json       final summary as one JSON object on stdout\n"
+	    "  --probe-dsn DSN      measure receipt->visible and receipt->committed latency\n",
+	    stderr);
+}
+
+Options parse(int argc, char **argv) {
+	Options o;
+	bool rate_given = false, rate_max = false;
+	for (int i = 1; i < argc; i++) {
+		std::string a = argv[i], inline_v;
+		bool has_v = false;
+		if (a.rfind("--", 0) != 0)
+			die("unexpected argument '%s' (see --help)", a.c_str());
+		size_t eq = a.find('=');
+		if (eq != std::string::npos) {
+			inline_v = a.substr(eq + 1);
+			a.resize(eq);
+			has_v = true;
+		}
+		auto val = [&]() -> const char * {
+			if (has_v)
+				return inline_v.c_str();
+			if (i + 1 >= argc)
+				die("%s needs a value", a.c_str());
+			return argv[++i];
+		};
+		if (a == "--help") {
+			usage();
+			std::exit(0);
+		} else if (a == "--host") {
+			o.host = val();
+		} else if (a == "--port") {
+			o.port = int(tool::parse_uint(a, val(), 1, 65535));
+		} else if (a == "--drivers") {
+			o.drivers = tool::parse_uint(a, val(), 1, 100000000);
+		} else if (a == "--interval") {
+			o.interval = tool::parse_double(a, val(), 0.001, 86400);
+		} else if (a == "--proto") {
+			std::string v = val();
+			if (v != "udp" && v != "tcp")
+				die("--proto: udp or tcp");
+			o.tcp = v == "tcp";
+		} else if (a == "--format") {
+			std::string v = val();
+			if (v != "binary" && v != "json")
+				die("--format: binary or json");
+			o.json = v == "json";
+		} else if (a == "--batch") {
+			o.batch = int(tool::parse_uint(a, val(), 1, kMaxJsonBatch));
+		} else if (a == "--connections") {
+			o.connections = int(tool::parse_uint(a, val(), 1, 1024));
+		} else if (a == "--duration") {
+			o.duration = tool::parse_double(a, val(), 0, 1e7);
+		} else if (a == "--rate") {
+			std::string v = val();
+			rate_given = true;
+			rate_max = v == "max";
+			if (!rate_max)
+				o.rate = tool::parse_double(a, v.c_str(), 0.001, 1e9);
+		} else if (a == "--city") {
+			std::string v = val();
+			size_t c = v.find(',');
+			if (c == std::string::npos)
+				die("--city: LAT,LON");
+			o.city.lat0 = tool::parse_double(a, v.substr(0, c).c_str(), -85, 85);
+			o.city.lon0 = tool::parse_double(a, v.substr(c + 1).c_str(), -179, 179);
+		} else if (a == "--radius-km") {
+			o.city.radius_m = tool::parse_double(a, val(), 1, 500) * 1000;
+		} else if (a == "--id-base") {
+			o.id_base = tool::parse_uint(a, val(), 1, (1ull << 62));
+		} else if (a == "--seed") {
+			o.seed = tool::parse_uint(a, val(), 0, ~0ull);
+		} else if (a == "--report") {
+			o.report = tool::parse_double(a, val(), 0, 86400);
+		} else if (a == "--summary-json") {
+			o.summary_json = true;
+		} else if (a == "--probe-dsn") {
+			o.probe_dsn = val();
+		} else {
+			die("unknown option %s (see --help)", a.c_str());
+		}
+	}
+	if (!o.json && o.batch > int(lt::wire::kMaxCount))
+		die("--batch: a binary message holds at most %d records", int(lt::wire::kMaxCount));
+	if (o.drivers < uint64_t(o.connections))
+		die("--drivers must be at least --connections");
+	if (o.id_base + o.drivers + 1 >= (1ull << 63))
+		die("--id-base + --drivers out of range");
+	if (!rate_given)
+		o.rate = double(o.drivers) / o.interval;
+	return o;
+}
+
+struct Addr {
+	sockaddr_storage ss;
+	socklen_t len = 0;
+	int family = AF_INET;
+};
+
+Addr resolve(const std::string &host, int port) {
+	addrinfo hints{}, *res = nullptr;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+	if (rc != 0)
+		die("cannot resolve %s: %s", host.c_str(), gai_strerror(rc));
+	Addr a;
+	std::memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
+	a.len = socklen_t(res->ai_addrlen);
+	a.family = res->ai_family;
+	freeaddrinfo(res);
+	return a;
+}
+
+// A connected UDP socket; sends give up after 1 s instead of blocking forever.
+int udp_socket(const Addr &a) {
+	int fd = socket(a.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", std::strerror(errno));
+	timeval tv{1, 0};
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+		die("setsockopt(SO_SNDTIMEO): %s", std::strerror(errno));
+	if (connect(fd, reinterpret_cast<const sockaddr *>(&a.ss), a.len) < 0)
+		die("connect (udp): %s", std::strerror(errno));
+	return fd;
+}
+
+// A non-blocking TCP connection, or -1 with err set after kConnectMs.
+int tcp_connect(const Addr &a, std::string &err) {
+	int fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = std::string("socket: ") + std::strerror(errno);
+		return -1;
+	}
+	int one = 1; // our own buffering batches writes; Nagle would only add delay
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+		err = std::string("setsockopt(TCP_NODELAY): ") + std::strerror(errno);
+		close(fd);
+		return -1;
+	}
+	if (connect(fd, reinterpret_cast<const sockaddr *>(&a.ss), a.len) < 0 && errno != EINPROGRESS) {
+		err = std::string("connect: ") + std::strerror(errno);
+		close(fd);
+		return -1;
+	}
+	pollfd p{fd, POLLOUT, 0};
+	int rc;
+	do
+		rc = poll(&p, 1, int(kConnectMs));
+	while (rc < 0 && errno == EINTR && tool::signals() == 0);
+	int soerr = 0;
+	socklen_t sl = sizeof soerr;
+	if (rc <= 0) {
+		err = rc == 0 ? "connect: timed out" : std::string("poll: ") + std::strerror(errno);
+	} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+		err = std::string("getsockopt: ") + std::strerror(errno);
+	} else if (soerr != 0) {
+		err = std::string("connect: ") + std::strerror(soerr);
+	} else {
+		return fd;
+	}
+	close(fd);
+	return -1;
+}
+
+// One JSON line (SPEC 2.2) carrying exactly what the binary record would.
+size_t json_line(char *out, size_t cap, const lt::Fix &f) {
+	const char *st = lt::status_name(f.status); // nullptr: no change, field omitted
+	int n = std::snprintf(out, cap,
+	                      "{\"driver_id\":%llu,\"lat\":%.7f,\"lon\":%.7f,\"ts\":%lld,\"speed\":%.2f,"
+	                      "\"heading\":%.2f,\"accuracy\":%.1f%s%s%s}\n",
+	                      (unsigned long long)f.driver_id, f.lat_e7 / 1e7, f.lon_e7 / 1e7, (long long)f.ts_ms,
+	                      f.speed_cms / 100.0, f.heading_cd / 100.0, f.accuracy_dm / 10.0,
+	                      st ? ",\"status\":\"" : "", st ? st : "", st ? "\"" : "");
+	return n > 0 && size_t(n) < cap ? size_t(n) : 0;
+}
+
+struct alignas(64) Stats {
+	std::atomic<uint64_t> records{0}, messages{0}, acked_records{0}, accepted{0}, partial{0}, rejected{0},
+	    send_errors{0}, ack_order_errors{0};
+	std::atomic<int64_t> last_ack_us{0}; // monotonic time of the newest ACK
+	std::atomic<bool> done{false}, failed{false};
+};
+
+struct Worker {
+	const Options *o = nullptr;
+	int index = 0;
+	std::vector<fleet::Driver> drivers;
+	size_t next = 0;
+	int batch = 1;   // records per message: min(--batch, own drivers)
+	double rate = 0; // own records/s; 0 = max
+	fleet::Rng rng{0};
+	std::vector<uint8_t> msg;
+	Stats st;
+
+	// The next message: the next `batch` drivers round-robin, so each driver's
+	// pings are spread evenly over time.
+	void build() {
+		int64_t now = lt::now_us();
+		msg.clear();
+		if (!o->json) {
+			msg.resize(lt::wire::kHeaderSize + size_t(batch) * lt::wire::kRecordSize);
+			lt::wire::Header h{lt::wire::kVersion, 0, uint16_t(batch), 0, 0, 0};
+			lt::wire::encode_header(msg.data(), h);
+			for (int i = 0; i < batch; i++) {
+				lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, now);
+				next = (next + 1) % drivers.size();
+				lt::wire::encode_record(msg.data() + lt::wire::kHeaderSize + size_t(i) * lt::wire::kRecordSize, f);
+			}
+			return;
+		}
+		char line[512];
+		for (int i = 0; i < batch; i++) {
+			lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, now);
+			next = (next + 1) % drivers.size();
+			size_t n = json_line(line, sizeof line, f);
+			msg.insert(msg.end(), line, line + n);
+		}
+	}
+	// When the message after the first `scheduled` records is due.
+	int64_t due(int64_t start, uint64_t scheduled) const {
+		return start + int64_t(double(scheduled) * 1e6 / rate);
+	}
+};
+
+bool sending(int64_t end) { return tool::signals() == 0 && (end == 0 || lt::mono_us() < end); }
+
+void run_udp(Worker &w, const Addr &addr, int64_t start, int64_t end) {
+	int fd = udp_socket(addr);
+	uint64_t scheduled = 0;
+	bool warned = false;
+	while (sending(end)) {
+		if (w.rate > 0) {
+			int64_t due = w.due(start, scheduled), now = lt::mono_us();
+			if (due > now) {
+				tool::sleep_until(end ? std::min(due, end) : due);
+				continue;
+			}
+		}
+		w.build();
+		// The schedule advances even when a send fails, so a server that comes
+		// back does not get the missed records as a burst.
+		scheduled += uint64_t(w.batch);
+		ssize_t n = send(fd, w.msg.data(), w.msg.size(), 0);
+		if (n == ssize_t(w.msg.size())) {
+			w.st.records.fetch_add(uint64_t(w.batch), std::memory_order_relaxed);
+			w.st.messages.fetch_add(1, std::memory_order_relaxed);
+			continue;
+		}
+		w.st.send_errors.fetch_add(1, std::memory_order_relaxed);
+		if (!warned) {
+			warned = true; // ECONNREFUSED: nobody listens (yet); keep going
+			std::fprintf(stderr, "sim[%d]: udp send: %s (counting further errors silently)\n", w.index,
+			             n < 0 ? std::strerror(errno) : "short send");
+		}
+	}
+	close(fd);
+}
+
+// TCP: queue messages while the schedule, the ACK window and the user-space
+// buffer allow; write what the socket takes; read ACKs; after the end, wait
+// for the remaining ACKs while they keep coming (at most kDrainUs apart).
+void run_tcp(Worker &w, const Addr &addr, int64_t start, int64_t end) {
+	std::string err;
+	int fd = tcp_connect(addr, err);
+	if (fd < 0) {
+		std::fprintf(stderr, "sim[%d]: %s\n", w.index, err.c_str());
+		w.st.failed = true;
+		return;
+	}
+	const bool json = w.o->json;
+	std::vector<uint8_t> out;
+	size_t out_off = 0;
+	uint8_t in[8192];
+	size_t in_len = 0;
+	uint64_t queued_msgs = 0, acked_msgs = 0, scheduled = 0;
+	int64_t drain_deadline = 0; // pushed back by every ACK after the end
+	bool warned_order = false;
+
+	auto fail = [&](const std::string &why) {
+		std::fprintf(stderr, "sim[%d]: %s\n", w.index, why.c_str());
+		w.st.failed = true;
+	};
+	// Binary: 12-byte ACKs, n = 1, 2, 3...; JSON: "ok N" with N = lines so far.
+	auto parse_acks = [&]() -> bool {
+		size_t off = 0;
+		if (!json) {
+			for (; in_len - off >= lt::wire::kAckSize; off += lt::wire::kAckSize) {
+				lt::wire::Ack a;
+				if (!lt::wire::decode_ack(in + off, a))
+					return fail("not an ACK from the server"), false;
+				if (a.n != acked_msgs + 1) {
+					w.st.ack_order_errors.fetch_add(1, std::memory_order_relaxed);
+					if (!warned_order)
+						std::fprintf(stderr, "sim[%d]: ACK n=%u, expected %llu\n", w.index, a.n,
+						             (unsigned long long)(acked_msgs + 1));
+					warned_order = true;
+				}
+				acked_msgs++;
+				w.st.acked_records.fetch_add(uint64_t(w.batch), std::memory_order_relaxed);
+				w.st.accepted.fetch_add(a.accepted, std::memory_order_relaxed);
+				if (a.status == lt::wire::kAckSome)
+					w.st.partial.fetch_add(1, std::memory_order_relaxed);
+				else if (a.status == lt::wire::kAckRejected)
+					w.st.rejected.fetch_add(1, std::memory_order_relaxed);
+			}
+		} else {
+			for (;;) {
+				auto *nl = static_cast<uint8_t *>(std::memchr(in + off, '\n', in_len - off));
+				if (!nl)
+					break;
+				std::string line(reinterpret_cast<char *>(in + off), reinterpret_cast<char *>(nl));
+				off = size_t(nl - in) + 1;
+				unsigned long long lines = 0;
+				if (std::sscanf(line.c_str(), "ok %llu", &lines) != 1)
+					return fail("unexpected reply: " + line), false;
+				uint64_t done = w.st.acked_records.load(std::memory_order_relaxed);
+				if (lines < done) {
+					w.st.ack_order_errors.fetch_add(1, std::memory_order_relaxed);
+					continue;
+				}
+				// "ok N" does not say how many lines were rejected: count all as accepted.
+				w.st.acked_records.store(lines, std::memory_order_relaxed);
+				w.st.accepted.fetch_add(lines - done, std::memory_order_relaxed);
+				acked_msgs = lines / uint64_t(w.batch);
+			}
+			if (off == 0 && in_len == sizeof in)
+				return fail("reply line too long"), false;
+		}
+		std::memmove(in, in + off, in_len - off);
+		in_len -= off;
+		return true;
+	};
+
+	for (;;) {
+		int64_t now = lt::mono_us();
+		bool send_more = sending(end);
+		if (!send_more && drain_deadline == 0)
+			drain_deadline = now + kDrainUs;
+		uint64_t acked_before = acked_msgs;
+		bool room = true;
+		int64_t wait_until = now + 100000;
+		while (send_more) {
+			room = out.size() - out_off < kOutCap && queued_msgs - acked_msgs < kWindowMsgs;
+			if (!room)
+				break;
+			if (w.rate > 0) {
+				int64_t due = w.due(start, scheduled);
+				if (due > now) {
+					wait_until = std::min(wait_until, due);
+					break;
+				}
+			}
+			w.build();
+			out.insert(out.end(), w.msg.begin(), w.msg.end());
+			queued_msgs++;
+			scheduled += uint64_t(w.batch);
+			w.st.records.fetch_add(uint64_t(w.batch), std::memory_order_relaxed);
+			w.st.messages.fetch_add(1, std::memory_order_relaxed);
+		}
+		if (out_off < out.size()) {
+			ssize_t n = send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				out_off += size_t(n);
+				if (out_off == out.size() || out_off > kOutCap) {
+					out.erase(out.begin(), out.begin() + long(out_off));
+					out_off = 0;
+				}
+			} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				fail(std::string("send: ") + std::strerror(errno));
+				break;
+			}
+		}
+		bool ok = true;
+		for (;;) {
+			ssize_t n = recv(fd, in + in_len, sizeof in - in_len, MSG_DONTWAIT);
+			if (n > 0) {
+				in_len += size_t(n);
+				if (!(ok = parse_acks()))
+					break;
+				continue;
+			}
+			if (n == 0) {
+				ok = false;
+				if (send_more || queued_msgs != acked_msgs || out_off < out.size())
+					fail("server closed the connection");
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				ok = false;
+				fail(std::string("recv: ") + std::strerror(errno));
+			}
+			break;
+		}
+		if (!ok)
+			break;
+		if (acked_msgs != acked_before) {
+			w.st.last_ack_us.store(lt::mono_us(), std::memory_order_relaxed);
+			if (drain_deadline)
+				drain_deadline = now + kDrainUs;
+		}
+		bool pending = out_off < out.size();
+		room = out.size() - out_off < kOutCap && queued_msgs - acked_msgs < kWindowMsgs;
+		uint64_t unacked = json ? uint64_t(w.st.records.load() - w.st.acked_records.load()) : queued_msgs - acked_msgs;
+		if (!send_more) {
+			if (!pending && unacked == 0)
+				break;
+			if (now >= drain_deadline || tool::signals() >= 2) {
+				std::fprintf(stderr, "sim[%d]: gave up waiting for %llu unacknowledged %s\n", w.index,
+				             (unsigned long long)unacked, json ? "lines" : "messages");
+				break;
+			}
+		} else if (room && w.rate == 0 && !pending) {
+			continue; // as fast as possible: nothing to wait for
+		}
+		pollfd p{fd, short(POLLIN | (pending ? POLLOUT : 0)), 0};
+		if (send_more && end)
+			wait_until = std::min(wait_until, end);
+		int64_t wait_us = std::max<int64_t>(0, wait_until - now);
+		timespec ts{time_t(wait_us / 1000000), long(wait_us % 1000000) * 1000};
+		if (ppoll(&p, 1, &ts, nullptr) < 0 && errno != EINTR) {
+			fail(std::string("poll: ") + std::strerror(errno));
+			break;
+		}
+	}
+	close(fd);
+}
+
+struct Probe {
+	std::vector<double> visible_ms, committed_ms;
+	std::atomic<uint64_t> sent{0}, timed_out{0};
+	bool failed = false; // could not connect, prepare or query
+};
+
+// Runs a prepared statement (binary parameters and results); nullptr after
+// printing the error.
+PGresult *exec_prepared(PGconn *c, const char *stmt, int n, const char *const *vals, const int *lens) {
+	const int formats[2] = {1, 1};
+	PGresult *r = PQexecPrepared(c, stmt, n, vals, lens, formats, 1);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		return r;
+	std::fprintf(stderr, "sim probe: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	return nullptr;
+}
+
+// Every ~20 ms one UDP binary fix for the probe driver (id-base + drivers,
+// ts strictly increasing), without waiting for earlier probes, so the
+// sampling rate does not depend on the latency. In between, a tight loop of
+// queries: the live position (one query answers every pending probe: same
+// driver, increasing ts), then the history row of each visible probe.
+void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t end) {
+	std::string err;
+	PGconn *c = tool::pg_connect(o.probe_dsn, err);
+	if (!c) {
+		std::fprintf(stderr, "sim probe: %s\n", err.c_str());
+		p.failed = true;
+		return;
+	}
+	const Oid pos_types[1] = {20}, hist_types[2] = {20, 1184}; // int8, timestamptz
+	PGresult *r1 = PQprepare(c, "pos", "SELECT ts FROM livetrack.driver_position($1)", 1, pos_types);
+	PGresult *r2 = PQprepare(c, "hist", "SELECT 1 FROM livetrack.pings WHERE driver_id = $1 AND ts = $2", 2,
+	                         hist_types);
+	bool ok = PQresultStatus(r1) == PGRES_COMMAND_OK && PQresultStatus(r2) == PGRES_COMMAND_OK;
+	if (!ok)
+		std::fprintf(stderr, "sim probe: prepare: %s%s", PQresultErrorMessage(r1), PQresultErrorMessage(r2));
+	PQclear(r1);
+	PQclear(r2);
+	int fd = udp_socket(addr);
+	fleet::Rng rng(o.seed ^ 0x50524F4245ull);
+	fleet::Driver d;
+	fleet::init_driver(d, o.id_base + o.drivers, o.city, rng, lt::now_us());
+	char id[8];
+	tool::put_be64(id, d.id);
+	const int id_len = 8;
+
+	struct Pending {
+		int64_t t0;       // monotonic send time
+		char ts[8];       // the fix's ts as a binary timestamptz parameter
+		int64_t ts_pg;
+		bool visible;
+	};
+	std::deque<Pending> q;
+	int64_t last_ts = 0, next_send = lt::mono_us();
+	uint8_t msg[lt::wire::kHeaderSize + lt::wire::kRecordSize];
+	while (ok && tool::signals() < 2) {
+		int64_t now = lt::mono_us();
+		bool more = sending(end);
+		if (!more && q.empty())
+			break;
+		if (more && now >= next_send) {
+			next_send = std::max(next_send + kProbeEveryUs, now);
+			lt::Fix f = fleet::next_fix(d, o.city, rng, lt::now_us());
+			f.ts_ms = std::max(f.ts_ms, last_ts + 1);
+			last_ts = f.ts_ms;
+			lt::wire::encode_header(msg, lt::wire::Header{lt::wire::kVersion, 0, 1, 0, 0, 0});
+			lt::wire::encode_record(msg + lt::wire::kHeaderSize, f);
+			Pending x{lt::mono_us(), {}, f.ts_ms * 1000 - tool::kPgEpochUnixUs, false};
+			tool::put_be64(x.ts, uint64_t(x.ts_pg));
+			if (send(fd, msg, sizeof msg, 0) == ssize_t(sizeof msg)) {
+				q.push_back(x);
+				p.sent.fetch_add(1, std::memory_order_relaxed);
+			} // else: the senders report send errors
+		}
+		if (q.empty()) {
+			tool::sleep_until(next_send);
+			continue;
+		}
+		if (!q.back().visible) {
+			const char *vals[1] = {id};
+			PGresult *r = exec_prepared(c, "pos", 1, vals, &id_len);
+			if (!r) {
+				ok = false;
+				break;
+			}
+			now = lt::mono_us();
+			if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && PQgetlength(r, 0, 0) == 8) {
+				int64_t live = int64_t(tool::get_be64(PQgetvalue(r, 0, 0)));
+				for (Pending &x : q)
+					if (!x.visible && live >= x.ts_pg) {
+						x.visible = true;
+						p.visible_ms.push_back(double(now - x.t0) / 1000.0);
+					}
+			}
+			PQclear(r);
+		}
+		for (auto it = q.begin(); it != q.end();) {
+			if (!it->visible) {
+				++it;
+				continue;
+			}
+			const char *vals[2] = {id, it->ts};
+			const int lens[2] = {8, 8};
+			PGresult *r = exec_prepared(c, "hist", 2, vals, lens);
+			if (!r) {
+				ok = false;
+				break;
+			}
+			bool hit = PQntuples(r) > 0;
+			PQclear(r);
+			if (hit) {
+				p.committed_ms.push_back(double(lt::mono_us() - it->t0) / 1000.0);
+				it = q.erase(it);
+			} else {
+				++it;
+			}
+		}
+		now = lt::mono_us();
+		while (!q.empty() && now - q.front().t0 > kProbeTimeoutUs) {
+			q.pop_front();
+			p.timed_out.fetch_add(1, std::memory_order_relaxed);
+		}
+	}
+	p.failed = !ok;
+	close(fd);
+	PQfinish(c);
+}
+
+struct Totals {
+	uint64_t records = 0, messages = 0, acked = 0, accepted = 0, partial = 0, rejected = 0, send_errors = 0,
+	         order_errors = 0;
+	int64_t last_ack_us = 0;
+	int failed = 0;
+};
+
+Totals totals(const std::vector<Worker> &ws) {
+	Totals t;
+	for (const Worker &w : ws) {
+		t.records += w.st.records.load();
+		t.messages += w.st.messages.load();
+		t.acked += w.st.acked_records.load();
+		t.accepted += w.st.accepted.load();
+		t.partial += w.st.partial.load();
+		t.rejected += w.st.rejected.load();
+		t.send_errors += w.st.send_errors.load();
+		t.order_errors += w.st.ack_order_errors.load();
+		t.failed += w.st.failed.load() ? 1 : 0;
+		t.last_ack_us = std::max(t.last_ack_us, w.st.last_ack_us.load());
+	}
+	return t;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+	Options o = parse(argc, argv);
+	tool::install_signals();
+	Addr addr = resolve(o.host, o.port);
+	FILE *human = o.summary_json ? stderr : stdout;
+
+	// Drivers are made from one generator so the fleet does not depend on --connections.
+	std::vector<Worker> ws(size_t(o.connections));
+	fleet::Rng master(o.seed);
+	int64_t now_us = lt::now_us();
+	for (int i = 0; i < o.connections; i++) {
+		Worker &w = ws[size_t(i)];
+		w.o = &o;
+		w.index = i;
+		w.rng = fleet::Rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(i) + 1);
+		w.drivers.reserve(size_t(o.drivers / uint64_t(o.connections) + 1));
+		w.rate = o.rate / o.connections;
+	}
+	for (uint64_t i = 0; i < o.drivers; i++) {
+		Worker &w = ws[size_t(i % uint64_t(o.connections))];
+		w.drivers.emplace_back();
+		fleet::init_driver(w.drivers.back(), o.id_base + i, o.city, master, now_us);
+	}
+	for (Worker &w : ws)
+		w.batch = int(std::min<size_t>(size_t(o.batch), w.drivers.size()));
+
+	int64_t start = lt::mono_us() + 10000;
+	int64_t end = o.duration > 0 ? start + int64_t(o.duration * 1e6) : 0;
+	std::vector<std::thread> threads;
+	for (Worker &w : ws)
+		threads.emplace_back([&w, &addr, start, end] {
+			tool::sleep_until(start);
+			if (w.o->tcp)
+				run_tcp(w, addr, start, end);
+			else
+				run_udp(w, addr, start, end);
+			w.st.done = true;
+		});
+	Probe probe;
+	if (!o.probe_dsn.empty())
+		threads.emplace_back([&] { run_probe(o, addr, probe, end); });
+
+	// Report until every sender is done; note when sending stopped.
+	int64_t stopped = 0, next_report = start + int64_t(o.report * 1e6);
+	Totals last;
+	int64_t last_t = start;
+	for (;;) {
+		bool all_done = true;
+		for (const Worker &w : ws)
+			all_done = all_done && w.st.done.load();
+		int64_t now = lt::mono_us();
+		if (!stopped && (all_done || !sending(end)))
+			stopped = std::max(end && now >= end ? end : now, start + 1);
+		if (all_done)
+			break;
+		if (o.report > 0 && now >= next_report) {
+			Totals t = totals(ws);
+			double dt = double(now - last_t) / 1e6;
+			std::fprintf(stderr, "[%7.1fs] sent %llu (%.0f/s)", double(now - start) / 1e6,
+			             (unsigned long long)t.records, double(t.records - last.records) / dt);
+			if (o.tcp)
+				std::fprintf(stderr, "  acked %llu (%.0f/s)", (unsigned long long)t.acked,
+				             double(t.acked - last.acked) / dt);
+			if (!o.probe_dsn.empty())
+				std::fprintf(stderr, "  probes %llu", (unsigned long long)probe.sent.load());
+			std::fputc('\n', stderr);
+			last = t;
+			last_t = now;
+			next_report += int64_t(o.report * 1e6);
+		}
+		int64_t wake = o.report > 0 ? std::min(next_report, now + 100000) : now + 100000;
+		tool::sleep_until(end && now < end ? std::min(wake, end) : wake);
+	}
+	for (std::thread &t : threads)
+		t.join();
+
+	Totals t = totals(ws);
+	double secs = double(stopped - start) / 1e6;
+	std::sort(probe.visible_ms.begin(), probe.visible_ms.end());
+	std::sort(probe.committed_ms.begin(), probe.committed_ms.end());
+	const auto &pv = probe.visible_ms, &pc = probe.committed_ms;
+	double rate = secs > 0 ? double(t.records) / secs : 0;
+	// ACKs keep coming after sending stops: their rate is over start -> last ACK.
+	double ack_secs = t.last_ack_us > start ? double(t.last_ack_us - start) / 1e6 : NAN;
+
+	std::fprintf(human, "livetrack-sim: %.2f s, %llu records in %llu messages, %.0f records/s (%s %s, batch %d)\n",
+	             secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate, o.tcp ? "tcp" : "udp",
+	             o.json ? "json" : "binary", o.batch);
+	if (t.send_errors)
+		std::fprintf(human, "  send errors: %llu\n", (unsigned long long)t.send_errors);
+	if (o.tcp)
+		std::fprintf(human,
+		             "  acknowledged %llu records (%.0f/s until the last ACK), accepted %llu; "
+		             "messages with status 1: %llu, status 2: %llu%s\n",
+		             (unsigned long long)t.acked, double(t.acked) / ack_secs, (unsigned long long)t.accepted, (unsigned long long)t.partial,
+		             (unsigned long long)t.rejected, t.order_errors ? "; ACKS OUT OF ORDER" : "");
+	if (!o.probe_dsn.empty())
+		std::fprintf(human,
+		             "  probes: %llu (%llu timed out); receipt->visible p50 %.2f p99 %.2f max %.2f ms; "
+		             "receipt->committed p50 %.2f p99 %.2f max %.2f ms\n",
+		             (unsigned long long)probe.sent.load(), (unsigned long long)probe.timed_out.load(),
+		             tool::percentile(pv, .5), tool::percentile(pv, .99), tool::percentile(pv, 1),
+		             tool::percentile(pc, .5), tool::percentile(pc, .99), tool::percentile(pc, 1));
+	if (o.summary_json) {
+		auto tcp_num = [&](uint64_t v) { return o.tcp ? std::to_string(v) : std::string("null"); };
+		std::printf("{\"seconds\":%.3f,\"records_sent\":%llu,\"messages_sent\":%llu,\"rate\":%.1f,"
+		            "\"acked_records\":%s,\"acked_seconds\":%s,\"accepted_records\":%s,\"partial_messages\":%s,\"rejected_messages\":%s,"
+		            "\"ack_order_errors\":%s,\"send_errors\":%llu,\"failed_connections\":%d,"
+		            "\"probe_visible_p50_ms\":%s,\"probe_visible_p99_ms\":%s,\"probe_visible_max_ms\":%s,"
+		            "\"probe_committed_p50_ms\":%s,\"probe_committed_p99_ms\":%s,\"probe_committed_max_ms\":%s,"
+		            "\"probes\":%llu,\"probes_timed_out\":%llu}\n",
+		            secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
+		            tcp_num(t.acked).c_str(), tool::json_num(ack_secs).c_str(), tcp_num(t.accepted).c_str(), tcp_num(t.partial).c_str(),
+		            tcp_num(t.rejected).c_str(), tcp_num(t.order_errors).c_str(), (unsigned long long)t.send_errors,
+		            t.failed, tool::json_num(tool::percentile(pv, .5)).c_str(),
+		            tool::json_num(tool::percentile(pv, .99)).c_str(), tool::json_num(tool::percentile(pv, 1)).c_str(),
+		            tool::json_num(tool::percentile(pc, .5)).c_str(), tool::json_num(tool::percentile(pc, .99)).c_str(),
+		            tool::json_num(tool::percentile(pc, 1)).c_str(), (unsigned long long)probe.sent.load(),
+		            (unsigned long long)probe.timed_out.load());
+	}
+	std::fflush(stdout);
+	return t.failed == int(ws.size()) || t.order_errors || probe.failed ? 1 : 0;
+}
