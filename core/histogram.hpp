@@ -1,4 +1,5 @@
-// Log-linear latency histogram (16 sub-buckets per power of two: <= 6 % error).
+// Log-linear latency histogram (16 sub-buckets per power of two: a quantile is
+// reported as its bucket's upper edge, less than 6.25 % above the true value).
 // Trivially copyable; one writer, any number of readers via relaxed loads.
 #pragma once
 

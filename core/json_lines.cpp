@@ -153,7 +153,11 @@ struct Handler : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> {
 		return true;
 	}
 
-	bool StartObject() { return ++depth <= kMaxDepth; }
+	bool StartObject() {
+		if (top() && field != kNone)
+			malformed(); // an object where a known field's value belongs
+		return ++depth <= kMaxDepth;
+	}
 	bool Key(const char *s, rapidjson::SizeType n, bool) {
 		if (top())
 			field = field_of(s, n);
@@ -233,7 +237,9 @@ bool parse_iso8601_ms(const char *s, size_t n, int64_t &out_ms) {
 		}
 	}
 	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || h > 23 || m > 59 || sec > 60)
+	bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+	if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || (M == 2 && D == 29 && !leap) || h > 23 || m > 59 ||
+	    sec > 60)
 		return false;
 	int64_t offset_min = 0;
 	if (p < n && (s[p] == 'Z' || s[p] == 'z')) {
@@ -242,8 +248,8 @@ bool parse_iso8601_ms(const char *s, size_t n, int64_t &out_ms) {
 		int sign = s[p++] == '-' ? -1 : 1, oh, om = 0;
 		if (!digits(s, n, p, 2, oh))
 			return false;
-		if (p < n && s[p] == ':')
-			p++;
+		if (p < n && s[p] == ':' && ++p == n)
+			return false; // "+05:" has no minutes
 		if (p < n && !digits(s, n, p, 2, om))
 			return false;
 		if (oh > 23 || om > 59)
@@ -260,6 +266,8 @@ bool parse_iso8601_ms(const char *s, size_t n, int64_t &out_ms) {
 Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out) {
 	out = Fix{};
 	out.speed_cms = out.heading_cd = out.accuracy_dm = kUnknown16;
+	if (std::memchr(s, 0, n) != nullptr)
+		return Reject::Malformed; // the parser would stop at it and ignore the rest
 	Handler h(out);
 	// Parse from a fixed buffer: the reader's stack stays off the heap for
 	// ordinary lines, and nothing outlives this call.
@@ -269,7 +277,11 @@ Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out) {
 	                                                                                                      256);
 	rapidjson::MemoryStream ms(s, n);
 	rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> is(ms);
-	if (reader.Parse<rapidjson::kParseFullPrecisionFlag>(is, h).IsError())
+	// Default precision: its error is far below the 1e-7 degree we keep (ts
+	// keeps full integer precision through Uint64), and RapidJSON 1.1.0's
+	// full-precision path reads out of bounds on some long mantissas with
+	// tiny exponents (upstream #1251).
+	if (reader.Parse<rapidjson::kParseDefaultFlags>(is, h).IsError())
 		return Reject::Malformed;
 	if (h.verdict == Reject::Malformed || !h.have_driver || !h.have_lat || !h.have_lon)
 		return Reject::Malformed;

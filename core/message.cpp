@@ -47,8 +47,9 @@ Unit next_unit(const uint8_t *p, size_t n, bool json, size_t max_line, size_t &l
 		const void *nl = std::memchr(p, '\n', n < max_line + 1 ? n : max_line + 1);
 		if (nl == nullptr) {
 			if (n > max_line) {
+				// Drop what was scanned; the caller skips the rest up to the newline.
 				len = 0;
-				consumed = n;
+				consumed = max_line + 1;
 				return Unit::TooLong;
 			}
 			return Unit::NeedMore;

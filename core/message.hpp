@@ -46,7 +46,8 @@ enum class Unit : uint8_t {
 	Line,     // JSON line of `len` bytes (no "\r\n"); `consumed` includes the newline
 	NeedMore, // incomplete: read more
 	Bad,      // binary framing error: the connection must be closed
-	TooLong,  // a JSON line longer than the limit: drop `consumed` bytes and count it
+	TooLong,  // a JSON line longer than the limit: drop `consumed` bytes (no newline in
+	          // them), count it, and skip up to the next newline
 };
 Unit next_unit(const uint8_t *p, size_t n, bool json, size_t max_line, size_t &len, size_t &consumed);
 

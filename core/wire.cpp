@@ -11,6 +11,8 @@ Parse parse_header(const uint8_t *p, size_t n, Header &h, size_t &frame_len) {
 		return Parse::Bad;
 	if (n >= 4 && (p[3] & ~kFlagSigned) != 0)
 		return Parse::Bad;
+	if (n >= 5 && p[4] != 0) // count <= 64: the high byte must be 0
+		return Parse::Bad;
 	if (n >= 6) {
 		uint16_t count = get16(p + 4);
 		if (count == 0 || count > kMaxCount)
