@@ -37,7 +37,7 @@ bool closer(const Neighbor &a, const Neighbor &b) {
 // Open-addressing set of cell keys for one search.
 class CellSet {
 public:
-	CellSet() : slots_(1024, 0) {}
+	CellSet() : slots_(256, 0) {}
 	bool insert(uint64_t key) { // key != 0; false if present
 		if ((n_ + 1) * 2 > slots_.size())
 			grow();
@@ -65,6 +65,66 @@ private:
 	}
 	std::vector<uint64_t> slots_;
 	size_t n_ = 0;
+};
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// A cell's newest fix, in the 32-bit seconds the summary keeps.
+uint32_t fix_seconds(int64_t ts_ms) {
+	int64_t s = floor_div(ts_ms, 1000);
+	return s < 0 ? 0 : s > int64_t(UINT32_MAX) ? UINT32_MAX : uint32_t(s);
+}
+
+// Smallest cosine of latitude over a row of cells: scales longitude gaps.
+double row_cos_min(uint32_t lat_index) {
+	double lat0 = -90.0 + double(lat_index) * kCellDeg, lat1 = lat0 + kCellDeg;
+	double far = std::max(std::fabs(lat0), std::fabs(lat1));
+	return std::cos(std::min(far, 90.0) * geo::kDegToRad) * (1 - 1e-9);
+}
+
+// A lower bound, without trigonometry, on the geodesic distance from q to any
+// point of [lat0, lat1] x [lon0, lon1] (a point when lat0 == lat1, lon0 ==
+// lon1). Two facts on the sphere: a path cannot change latitude faster than
+// 1 rad per R, so d >= R |dlat|; and the distance to the great circle of q's
+// meridian is asin(cos(lat) |sin(dlon)|), so d >= R cos_min |sin(dlon)|, with
+// sin(y) >= y - y^3/6. The geodesic is at least kSphereLowerRatio times that.
+double cheap_bound_m(double qlat, double qlon, double lat0, double lat1, double lon0, double lon1, double cos_min) {
+	double dlat = qlat < lat0 ? lat0 - qlat : qlat > lat1 ? qlat - lat1 : 0;
+	double dlon = 0;
+	double a = lon0 - qlon, b = lon1 - qlon;
+	if (a > 180)
+		a -= 360, b -= 360;
+	else if (b < -180)
+		a += 360, b += 360;
+	if (!(a <= 0 && b >= 0)) {
+		double da = std::fabs(a) > 180 ? 360 - std::fabs(a) : std::fabs(a);
+		double db = std::fabs(b) > 180 ? 360 - std::fabs(b) : std::fabs(b);
+		dlon = std::min(da, db);
+	}
+	double y = std::min(dlon, 180 - dlon) * geo::kDegToRad; // |sin(dlon)| = sin(y)
+	double across = cos_min * (y - y * y * y / 6);
+	double along = dlat * geo::kDegToRad;
+	double bound = geo::kEarthRadiusM * (along > across ? along : across) * geo::kSphereLowerRatio;
+	return bound * (1 - 1e-9) - 1e-3; // never prune over rounding
+}
+
+// row_cos_min() for the few rows one search touches, computed once each.
+class RowCos {
+public:
+	double operator()(uint32_t row) {
+		Slot &s = slots_[row & 31];
+		if (s.row != row) {
+			s.row = row;
+			s.cos = row_cos_min(row);
+		}
+		return s.cos;
+	}
+
+private:
+	struct Slot {
+		uint32_t row = UINT32_MAX;
+		double cos = 0;
+	} slots_[32];
 };
 
 struct Frontier {
@@ -152,11 +212,15 @@ void GridIndex::link(LiveEntry *entries, uint32_t index, uint32_t slot) {
 		store_relaxed(entries[head].prev, index);
 	store_relaxed(c.head, index);
 	store_relaxed(c.count, load_relaxed(c.count) + 1);
+	fetch_add_relaxed(c.by_status[e.status & 3], 1u);
+	uint32_t secs = fix_seconds(e.ts_ms);
+	if (secs > load_relaxed(c.newest_s))
+		store_relaxed(c.newest_s, secs);
 	store_relaxed(e.cell, slot);
 	end_write(c.version);
 }
 
-void GridIndex::unlink(LiveEntry *entries, uint32_t index, uint32_t slot) {
+void GridIndex::unlink(LiveEntry *entries, uint32_t index, uint32_t slot, uint8_t status) {
 	GridCell &c = cells_[slot];
 	LiveEntry &e = entries[index];
 	begin_write(c.version);
@@ -168,44 +232,75 @@ void GridIndex::unlink(LiveEntry *entries, uint32_t index, uint32_t slot) {
 	if (next != kNoEntry)
 		store_relaxed(entries[next].prev, prev);
 	store_relaxed(c.count, load_relaxed(c.count) - 1);
+	fetch_add_relaxed(c.by_status[status & 3], uint32_t(-1));
 	store_relaxed(e.cell, kNoEntry);
 	end_write(c.version);
 }
 
-void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n) {
+void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status) {
 	LiveEntry &e = entries[index];
 	uint64_t key = key_of(e.lat_e7, e.lon_e7);
 	uint32_t cur = e.cell;
-	if (cur != kNoEntry && load_relaxed(cells_[cur].key) == key)
-		return; // same cell: moving inside it changes no list
+	if (cur != kNoEntry && load_relaxed(cells_[cur].key) == key) {
+		// Same cell: no list changes; keep the summary current.
+		GridCell &c = cells_[cur];
+		if (old_status != e.status) {
+			fetch_add_relaxed(c.by_status[old_status & 3], uint32_t(-1));
+			fetch_add_relaxed(c.by_status[e.status & 3], 1u);
+		}
+		uint32_t secs = fix_seconds(e.ts_ms);
+		if (secs > load_relaxed(c.newest_s))
+			store_relaxed(c.newest_s, secs);
+		return;
+	}
 	uint32_t slot = insert(key);
 	if (slot == kNoEntry) {
-		rebuild(entries, n); // files every entry, this one included
+		rebuild(entries, n, index); // files every entry, this one included
 		return;
 	}
 	if (cur != kNoEntry)
-		unlink(entries, index, cur);
+		unlink(entries, index, cur, old_status);
 	link(entries, index, slot);
 }
 
-void GridIndex::rebuild(LiveEntry *entries, uint32_t n) {
-	begin_write(h_->gen); // readers fall back to full scans until it is even
+void GridIndex::status_changed(const LiveEntry &e, uint8_t old_status, uint8_t new_status) {
+	uint32_t cur = load_relaxed(e.cell);
+	if (cur == kNoEntry || old_status == new_status)
+		return;
+	fetch_add_relaxed(cells_[cur].by_status[old_status & 3], uint32_t(-1));
+	fetch_add_relaxed(cells_[cur].by_status[new_status & 3], 1u);
+}
+
+// Refiles every entry into an emptied hash. Every entry lock is taken (the
+// caller holds `held`), so no status change can slip between the old cells
+// and the new ones; readers see an odd generation and scan entries instead.
+void GridIndex::rebuild(LiveEntry *entries, uint32_t n, uint32_t held) {
+	for (uint32_t i = 0; i < n; i++)
+		if (i != held)
+			entry_lock(entries[i]);
+	begin_write(h_->gen);
 	for (uint32_t i = 0; i < h_->capacity; i++) {
-		store_relaxed(cells_[i].key, uint64_t(0));
-		store_relaxed(cells_[i].head, kNoEntry);
-		store_relaxed(cells_[i].count, 0u);
+		GridCell &c = cells_[i];
+		store_relaxed(c.key, uint64_t(0));
+		store_relaxed(c.head, kNoEntry);
+		store_relaxed(c.count, 0u);
+		store_relaxed(c.newest_s, 0u);
+		for (uint32_t &b : c.by_status)
+			store_relaxed(b, 0u);
 	}
 	store_relaxed(h_->used, 0u);
-	for (uint32_t i = 0; i < n; i++)
-		store_relaxed(entries[i].cell, kNoEntry);
 	for (uint32_t i = 0; i < n; i++) {
 		// At most one cell per entry and capacity >= 2n, so this always fits.
 		uint32_t slot = insert(key_of(entries[i].lat_e7, entries[i].lon_e7));
+		store_relaxed(entries[i].cell, kNoEntry);
 		if (slot != kNoEntry)
 			link(entries, i, slot);
 	}
 	store_relaxed(h_->rebuilds, load_relaxed(h_->rebuilds) + 1);
 	end_write(h_->gen);
+	for (uint32_t i = 0; i < n; i++)
+		if (i != held)
+			entry_unlock(entries[i]);
 }
 
 void GridIndex::clear() {
@@ -255,15 +350,17 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	out.clear();
 	if (q.k == 0)
 		return;
-	// Ranked by geodesic distance; the sphere distance (cheaper) scaled by its
-	// worst-case ratio decides first whether a fix could make the top k.
+	// Ranked by geodesic distance. Cheap lower bounds (latitude gap, and
+	// longitude gap at the cell's smallest cosine, scaled to the geodesic)
+	// decide first whether a cell or a fix could still make the top k.
 	geo::GeodesicFrom origin(q.lat, q.lon);
+	const int64_t min_s = q.min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(q.min_ts_ms, 1000);
 	auto kth = [&] { return out.size() < q.k ? q.radius_m : out.front().distance_m; };
-	auto consider = [&](const LiveView &v) {
+	auto consider = [&](const LiveView &v, double cos_min) {
 		if (!passes(v, q.status, q.min_ts_ms))
 			return;
 		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
-		if (geo::distance_m(q.lat, q.lon, lat, lon) * geo::kSphereLowerRatio > kth())
+		if (cheap_bound_m(q.lat, q.lon, lat, lat, lon, lon, cos_min) > kth())
 			return;
 		Neighbor n{origin.to(lat, lon), v};
 		if (n.distance_m > q.radius_m)
@@ -283,8 +380,16 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		scan_all(live, all);
 		out.clear();
 		for (const LiveView &v : all)
-			consider(v);
+			consider(v, std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
 		finish();
+	};
+	// Whether a cell's summary says it may hold a match.
+	auto worth_reading = [&](const GridCell &c) {
+		if (load_relaxed(c.count) == 0)
+			return false;
+		if (q.status != 0 && load_relaxed(c.by_status[q.status & 3]) == 0)
+			return false;
+		return int64_t(load_relaxed(c.newest_s)) >= min_s;
 	};
 
 	uint32_t gen = load_acquire(h_->gen);
@@ -294,7 +399,10 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	size_t budget = cell_budget(live.size());
 	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier;
 	CellSet seen;
+	RowCos row_cos;
 	std::vector<LiveView> cell;
+	std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, index in cell
+	const double cos_q = std::cos(q.lat * geo::kDegToRad);
 	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
 	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
 	frontier.push({0, qi, qj});
@@ -305,11 +413,20 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 			break;
 		frontier.pop();
 		uint32_t slot = find((uint64_t(f.lat) << 32 | f.lon) + 1);
-		if (slot != kNoEntry && load_relaxed(cells_[slot].count) > 0) {
+		if (slot != kNoEntry && worth_reading(cells_[slot])) {
 			if (!read_cell(live, slot, cell))
 				return brute_force();
-			for (const LiveView &v : cell)
-				consider(v);
+			// Nearest first (by a flat-earth estimate), so the top k fills with
+			// close drivers and the rest is pruned without a geodesic.
+			order.clear();
+			for (uint32_t i = 0; i < cell.size(); i++) {
+				double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = geo::lon_diff(q.lon, cell[i].lon_e7 / 1e7) * cos_q;
+				order.emplace_back(dy * dy + dx * dx, i);
+			}
+			std::sort(order.begin(), order.end());
+			double cos_min = row_cos(f.lat);
+			for (const auto &o : order)
+				consider(cell[o.second], cos_min);
 		}
 		for (int di = -1; di <= 1; di++) {
 			for (int dj = -1; dj <= 1; dj++) {
@@ -320,9 +437,8 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 				if (!seen.insert((uint64_t(ni) << 32 | nj) + 1))
 					continue;
 				double lat0 = -90.0 + double(ni) * kCellDeg, lon0 = -180.0 + double(nj) * kCellDeg;
-				double b = geo::rect_min_distance_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg);
-				// As a bound on geodesic distance; never prune an edge point over rounding.
-				b = b * geo::kSphereLowerRatio * (1 - 1e-9) - 1e-3;
+				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg,
+				                         row_cos(uint32_t(ni)));
 				if (b <= kth())
 					frontier.push({b, uint32_t(ni), nj});
 			}

@@ -2,19 +2,27 @@
 // 1/256 degree cells (about 434 m north-south), hashed, each cell holding an
 // intrusive doubly linked list of live entries.
 //
-// Concurrency: one writer (the listener, through LiveTable::apply) and any
-// number of readers in other processes. Every cell has a seqlock version; a
-// reader copies a cell's list and retries if the version moved. Entry
-// positions are read through the entry's own seqlock. Empty cells stay in
-// the hash; when the hash gets too full the writer rebuilds it in place under
-// a generation counter, and readers that see a rebuild fall back to scanning
-// all entries. No reader ever takes a lock.
+// Each cell also keeps a summary: how many of its drivers have each status,
+// and the newest fix time seen there, so a query skips cells that cannot
+// match (no available driver, nothing fresh) without touching their drivers.
 //
-// Queries: nearest() is a best-first search over cells ordered by the exact
-// great-circle distance from the query point to each cell rectangle, so it
+// Concurrency: one writer moves drivers (the listener, through
+// LiveTable::apply); status changes may come from any process
+// (LiveTable::set_status). A driver's cell and status only change while its
+// entry lock is held, and the per-status counts are atomic, so they stay
+// exact. Every cell has a seqlock version; a reader copies a cell's list and
+// retries if the version moved. Entry positions are read through the entry's
+// own seqlock. Empty cells stay in the hash; when the hash gets too full the
+// writer rebuilds it in place under a generation counter (holding every entry
+// lock), and readers that see a rebuild fall back to scanning all entries.
+// No reader ever takes a lock.
+//
+// Queries: nearest() is a best-first search over cells ordered by a lower
+// bound of the distance from the query point to each cell rectangle, so it
 // stops as soon as no unvisited cell can beat the k-th result; it handles the
 // antimeridian (longitude wraps) and the poles (a polar cap is one band of
-// cells). If a search would touch too many cells (a huge radius over an empty
+// cells). Bounds are trigonometry-free where it matters (per entry), and the
+// exact geodesic is computed only for drivers that can still make the top k. If a search would touch too many cells (a huge radius over an empty
 // map) it scans all entries instead: cost is min(neighbourhood, fleet).
 #pragma once
 
@@ -29,16 +37,20 @@ namespace lt {
 
 class LiveTable;
 
-constexpr int kCellsPerDegree = 256;
+#ifndef LT_CELLS_PER_DEGREE
+#define LT_CELLS_PER_DEGREE 256
+#endif
+constexpr int kCellsPerDegree = LT_CELLS_PER_DEGREE;
 constexpr uint32_t kLatCells = 180 * kCellsPerDegree;
 constexpr uint32_t kLonCells = 360 * kCellsPerDegree;
 
 struct GridCell {
-	uint64_t key;     // cell id + 1; 0 = free slot
-	uint32_t head;    // first entry, or kNoEntry
-	uint32_t count;
-	uint32_t version; // seqlock over head and the entries' next links
-	uint32_t pad;
+	uint64_t key;         // cell id + 1; 0 = free slot
+	uint32_t head;        // first entry, or kNoEntry
+	uint32_t count;       // entries in the list
+	uint32_t version;     // seqlock over head and the entries' next links
+	uint32_t newest_s;    // newest fix seen here, Unix seconds (never lowered: an upper bound)
+	uint32_t by_status[4]; // entries per Status value (atomic)
 };
 static_assert(std::is_trivially_copyable_v<GridCell>);
 
@@ -71,10 +83,12 @@ public:
 	static void format(void *mem, uint32_t slots);
 	void attach(void *mem);
 
-	// Writer. Files entry `index` under the cell of its current position;
-	// `n` is the number of entries, needed if the hash must be rebuilt.
-	void place(LiveEntry *entries, uint32_t index, uint32_t n);
-	void rebuild(LiveEntry *entries, uint32_t n);
+	// Writer, with entries[index] locked. Files the entry under the cell of its
+	// current position; `old_status` is its status before this update (0 for a
+	// new entry); `n` is the number of entries, needed if the hash is rebuilt.
+	void place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status);
+	// Any process, with the entry locked: its status changed.
+	void status_changed(const LiveEntry &e, uint8_t old_status, uint8_t new_status);
 	void clear();
 
 	// Readers. Results are sorted by distance, then driver id.
@@ -93,8 +107,9 @@ public:
 private:
 	uint32_t find(uint64_t key) const; // slot or kNoEntry
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
+	void rebuild(LiveEntry *entries, uint32_t n, uint32_t held);
 	void link(LiveEntry *entries, uint32_t index, uint32_t slot);
-	void unlink(LiveEntry *entries, uint32_t index, uint32_t slot);
+	void unlink(LiveEntry *entries, uint32_t index, uint32_t slot, uint8_t status);
 	bool read_cell(const LiveTable &live, uint32_t slot, std::vector<LiveView> &tmp) const;
 	void scan_all(const LiveTable &live, std::vector<LiveView> &out) const;
 

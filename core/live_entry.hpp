@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "atomics.hpp"
+
 namespace lt {
 
 struct LiveEntry {
@@ -50,6 +52,19 @@ struct LiveView {
 };
 
 constexpr uint32_t kNoEntry = 0xFFFFFFFFu;
+
+// The entry's seqlock counter is also its writers' lock: CAS from even to odd.
+// Readers never take it; they retry while it is odd or changed.
+inline void entry_lock(LiveEntry &e) {
+	for (;;) {
+		uint32_t s = load_relaxed(e.seq);
+		if ((s & 1) == 0 && cas(e.seq, s, s + 1))
+			break;
+		cpu_relax();
+	}
+	fence_release();
+}
+inline void entry_unlock(LiveEntry &e) { store_release(e.seq, load_relaxed(e.seq) + 1); }
 
 inline uint64_t mix64(uint64_t x) {
 	x ^= x >> 30;

@@ -54,18 +54,6 @@ uint32_t LiveTable::find(uint64_t driver_id) const {
 	}
 }
 
-void LiveTable::lock(LiveEntry &e) {
-	for (;;) {
-		uint32_t s = load_relaxed(e.seq);
-		if ((s & 1) == 0 && cas(e.seq, s, s + 1))
-			break;
-		cpu_relax();
-	}
-	fence_release();
-}
-
-void LiveTable::unlock(LiveEntry &e) { store_release(e.seq, load_relaxed(e.seq) + 1); }
-
 Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out, bool *register_out,
                          uint32_t *index_out) {
 	uint32_t slot = uint32_t(mix64(f.driver_id)) & h_->hash_mask;
@@ -84,7 +72,9 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 				*index_out = v - 1;
 			return Applied::Late;
 		}
-		lock(e);
+		// The grid is updated under the entry's lock, so a driver's cell and
+		// status change together for set_status() running elsewhere.
+		entry_lock(e);
 		uint8_t old = load_relaxed(e.status);
 		store_relaxed(e.ts_ms, f.ts_ms);
 		store_relaxed(e.received_us, received_us);
@@ -95,8 +85,8 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 		store_relaxed(e.accuracy_dm, f.accuracy_dm);
 		if (f.status != kStatusNoChange)
 			store_relaxed(e.status, f.status);
-		unlock(e);
-		grid_.place(entries_, v - 1, load_relaxed(h_->count));
+		grid_.place(entries_, v - 1, load_relaxed(h_->count), old);
+		entry_unlock(e);
 		*status_out = f.status != kStatusNoChange ? f.status : old;
 		*register_out = f.status != kStatusNoChange && f.status != old;
 		if (index_out)
@@ -114,6 +104,7 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 		return Applied::Full;
 	LiveEntry &e = entries_[n];
 	e = LiveEntry{};
+	e.seq = 1; // locked until it is in the grid
 	e.status = *status_out;
 	e.driver_id = f.driver_id;
 	e.ts_ms = f.ts_ms;
@@ -127,7 +118,8 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 	// Publish the entry before the hash slot that leads to it.
 	store_release(h_->count, n + 1);
 	store_release(hash_[slot], n + 1);
-	grid_.place(entries_, n, n + 1);
+	grid_.place(entries_, n, n + 1, kStatusNoChange);
+	entry_unlock(e);
 	if (index_out)
 		*index_out = n;
 	return Applied::Moved;
@@ -138,9 +130,11 @@ bool LiveTable::set_status(uint64_t driver_id, uint8_t status) {
 	if (i == kNoEntry)
 		return false;
 	LiveEntry &e = entries_[i];
-	lock(e);
+	entry_lock(e);
+	uint8_t old = load_relaxed(e.status);
 	store_relaxed(e.status, status);
-	unlock(e);
+	grid_.status_changed(e, old, status);
+	entry_unlock(e);
 	return true;
 }
 

@@ -33,6 +33,7 @@ enum class Applied : uint8_t {
 class LiveTable {
 public:
 	static size_t bytes_needed(uint32_t capacity);
+	// `mem` must be 64-byte aligned (entries are laid out on cache lines).
 	static void format(void *mem, uint32_t capacity);
 	void attach(void *mem);
 	bool attached() const { return h_ != nullptr; }
@@ -61,9 +62,6 @@ public:
 	const GridIndex &grid() const { return grid_; }
 
 private:
-	void lock(LiveEntry &e);
-	void unlock(LiveEntry &e);
-
 	LiveHeader *h_;
 	uint32_t *hash_; // entry index + 1; 0 = empty
 	LiveEntry *entries_;
