@@ -34,37 +34,60 @@ bool closer(const Neighbor &a, const Neighbor &b) {
 	return a.distance_m < b.distance_m || (a.distance_m == b.distance_m && a.v.driver_id < b.v.driver_id);
 }
 
-// Open-addressing set of cell keys for one search.
+// The cells one search has seen: a bitmap over the 64 x 64 cells around the
+// start (about 28 km across), and a hash set for any beyond it.
 class CellSet {
 public:
-	CellSet() : slots_(256, 0) {}
-	bool insert(uint64_t key) { // key != 0; false if present
-		if ((n_ + 1) * 2 > slots_.size())
-			grow();
-		size_t mask = slots_.size() - 1;
-		for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
-			if (slots_[i] == key)
+	CellSet(uint32_t lat0, uint32_t lon0) : lat0_(lat0), lon0_(lon0) {}
+	bool insert(uint32_t lat, uint32_t lon) { // false if already seen
+		uint32_t di = lat - lat0_ + kHalf, dj = (lon - lon0_ + kHalf + kLonCells) % kLonCells;
+		if (di < kSide && dj < kSide) {
+			uint64_t &word = bits_[di * (kSide / 64) + dj / 64], bit = uint64_t(1) << (dj % 64);
+			if (word & bit)
 				return false;
-			if (slots_[i] == 0) {
-				slots_[i] = key;
+			word |= bit;
+			n_++;
+			return true;
+		}
+		return insert_far((uint64_t(lat) << 32 | lon) + 1);
+	}
+	size_t size() const { return n_; }
+
+private:
+	static constexpr uint32_t kSide = 64, kHalf = kSide / 2;
+	bool insert_far(uint64_t key) {
+		if ((far_n_ + 1) * 2 > far_.size())
+			grow();
+		size_t mask = far_.size() - 1;
+		for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+			if (far_[i] == key)
+				return false;
+			if (far_[i] == 0) {
+				far_[i] = key;
+				far_n_++;
 				n_++;
 				return true;
 			}
 		}
 	}
-	size_t size() const { return n_; }
-
-private:
 	void grow() {
-		std::vector<uint64_t> old(slots_.size() * 2, 0);
-		old.swap(slots_);
-		n_ = 0;
+		std::vector<uint64_t> old(far_.empty() ? 256 : far_.size() * 2, 0);
+		old.swap(far_);
+		far_n_ = 0;
 		for (uint64_t k : old)
-			if (k)
-				insert(k);
+			if (k) {
+				size_t mask = far_.size() - 1;
+				size_t i = mix64(k) & mask;
+				while (far_[i])
+					i = (i + 1) & mask;
+				far_[i] = k;
+				far_n_++;
+			}
 	}
-	std::vector<uint64_t> slots_;
-	size_t n_ = 0;
+	uint32_t lat0_, lon0_;
+	uint64_t bits_[kSide * kSide / 64] = {};
+	std::vector<uint64_t> far_;
+	size_t far_n_ = 0, n_ = 0;
 };
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -142,17 +165,30 @@ uint32_t GridIndex::slots_for(uint32_t max_drivers) {
 	return n;
 }
 
-size_t GridIndex::bytes_needed(uint32_t slots) { return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell); }
+// Layout: header | cells | next[] | prev[] | cell[].
+size_t GridIndex::bytes_needed(uint32_t slots, uint32_t max_entries) {
+	return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell) + 3 * size_t(max_entries) * sizeof(uint32_t);
+}
 
-void GridIndex::format(void *mem, uint32_t slots) {
-	std::memset(mem, 0, bytes_needed(slots));
-	static_cast<GridHeader *>(mem)->capacity = slots;
+void GridIndex::format(void *mem, uint32_t slots, uint32_t max_entries) {
+	std::memset(mem, 0, bytes_needed(slots, max_entries));
+	auto *h = static_cast<GridHeader *>(mem);
+	h->capacity = slots;
+	h->entries = max_entries;
+	auto *cell = reinterpret_cast<uint32_t *>(reinterpret_cast<GridCell *>(h + 1) + slots) + 2 * size_t(max_entries);
+	for (uint32_t i = 0; i < max_entries; i++)
+		cell[i] = kNoEntry;
 }
 
 void GridIndex::attach(void *mem) {
 	h_ = static_cast<GridHeader *>(mem);
 	cells_ = reinterpret_cast<GridCell *>(h_ + 1);
+	next_ = reinterpret_cast<uint32_t *>(cells_ + h_->capacity);
+	prev_ = next_ + h_->entries;
+	cell_ = prev_ + h_->entries;
 }
+
+uint32_t GridIndex::cell_of(uint32_t index) const { return load_relaxed(cell_[index]); }
 
 uint32_t GridIndex::used() const { return load_relaxed(h_->used); }
 uint64_t GridIndex::rebuilds() const { return load_relaxed(h_->rebuilds); }
@@ -206,41 +242,40 @@ void GridIndex::link(LiveEntry *entries, uint32_t index, uint32_t slot) {
 	LiveEntry &e = entries[index];
 	begin_write(c.version);
 	uint32_t head = load_relaxed(c.head);
-	store_relaxed(e.prev, kNoEntry);
-	store_relaxed(e.next, head);
+	store_relaxed(prev_[index], kNoEntry);
+	store_relaxed(next_[index], head);
 	if (head != kNoEntry)
-		store_relaxed(entries[head].prev, index);
+		store_relaxed(prev_[head], index);
 	store_relaxed(c.head, index);
 	store_relaxed(c.count, load_relaxed(c.count) + 1);
 	fetch_add_relaxed(c.by_status[e.status & 3], 1u);
 	uint32_t secs = fix_seconds(e.ts_ms);
 	if (secs > load_relaxed(c.newest_s))
 		store_relaxed(c.newest_s, secs);
-	store_relaxed(e.cell, slot);
+	store_relaxed(cell_[index], slot);
 	end_write(c.version);
 }
 
-void GridIndex::unlink(LiveEntry *entries, uint32_t index, uint32_t slot, uint8_t status) {
+void GridIndex::unlink(LiveEntry *, uint32_t index, uint32_t slot, uint8_t status) {
 	GridCell &c = cells_[slot];
-	LiveEntry &e = entries[index];
 	begin_write(c.version);
-	uint32_t prev = load_relaxed(e.prev), next = load_relaxed(e.next);
+	uint32_t prev = load_relaxed(prev_[index]), next = load_relaxed(next_[index]);
 	if (prev == kNoEntry)
 		store_relaxed(c.head, next);
 	else
-		store_relaxed(entries[prev].next, next);
+		store_relaxed(next_[prev], next);
 	if (next != kNoEntry)
-		store_relaxed(entries[next].prev, prev);
+		store_relaxed(prev_[next], prev);
 	store_relaxed(c.count, load_relaxed(c.count) - 1);
 	fetch_add_relaxed(c.by_status[status & 3], uint32_t(-1));
-	store_relaxed(e.cell, kNoEntry);
+	store_relaxed(cell_[index], kNoEntry);
 	end_write(c.version);
 }
 
 void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status) {
 	LiveEntry &e = entries[index];
 	uint64_t key = key_of(e.lat_e7, e.lon_e7);
-	uint32_t cur = e.cell;
+	uint32_t cur = cell_[index];
 	if (cur != kNoEntry && load_relaxed(cells_[cur].key) == key) {
 		// Same cell: no list changes; keep the summary current.
 		GridCell &c = cells_[cur];
@@ -263,8 +298,8 @@ void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t ol
 	link(entries, index, slot);
 }
 
-void GridIndex::status_changed(const LiveEntry &e, uint8_t old_status, uint8_t new_status) {
-	uint32_t cur = load_relaxed(e.cell);
+void GridIndex::status_changed(uint32_t index, uint8_t old_status, uint8_t new_status) {
+	uint32_t cur = load_relaxed(cell_[index]);
 	if (cur == kNoEntry || old_status == new_status)
 		return;
 	fetch_add_relaxed(cells_[cur].by_status[old_status & 3], uint32_t(-1));
@@ -292,7 +327,7 @@ void GridIndex::rebuild(LiveEntry *entries, uint32_t n, uint32_t held) {
 	for (uint32_t i = 0; i < n; i++) {
 		// At most one cell per entry and capacity >= 2n, so this always fits.
 		uint32_t slot = insert(key_of(entries[i].lat_e7, entries[i].lon_e7));
-		store_relaxed(entries[i].cell, kNoEntry);
+		store_relaxed(cell_[i], kNoEntry);
 		if (slot != kNoEntry)
 			link(entries, i, slot);
 	}
@@ -311,30 +346,37 @@ void GridIndex::clear() {
 	end_write(h_->gen);
 }
 
-bool GridIndex::read_cell(const LiveTable &live, uint32_t slot, std::vector<LiveView> &tmp) const {
+bool GridIndex::read_cell(const LiveTable &live, uint32_t slot, std::vector<uint32_t> &ids,
+                          std::vector<LiveView> &tmp) const {
 	const GridCell &c = cells_[slot];
-	const LiveEntry *entries = live.entries();
-	uint32_t cap = live.capacity();
+	const uint32_t cap = h_->entries;
 	for (int attempt = 0; attempt < 64; attempt++) {
+		// Walk the links (compact, cached) under the cell's version...
 		uint32_t v1 = load_acquire(c.version);
 		if (v1 & 1) {
 			cpu_relax();
 			continue;
 		}
-		tmp.clear();
+		ids.clear();
 		bool torn = false;
-		uint32_t steps = 0;
-		for (uint32_t i = load_relaxed(c.head); i != kNoEntry; i = load_relaxed(entries[i].next)) {
-			if (i >= cap || ++steps > cap) { // a list changing under us; the version will say so
+		for (uint32_t i = load_relaxed(c.head); i != kNoEntry; i = load_relaxed(next_[i])) {
+			if (i >= cap || ids.size() >= cap) { // a list changing under us; the version will say so
 				torn = true;
 				break;
 			}
-			tmp.emplace_back();
-			live.read(i, tmp.back());
+			ids.push_back(i);
 		}
 		fence_acquire();
-		if (!torn && load_relaxed(c.version) == v1)
-			return true;
+		if (torn || load_relaxed(c.version) != v1)
+			continue;
+		// ... then fetch the entries all at once: their cache misses overlap.
+		const LiveEntry *entries = live.entries();
+		for (uint32_t i : ids)
+			__builtin_prefetch(&entries[i]);
+		tmp.resize(ids.size());
+		for (size_t k = 0; k < ids.size(); k++)
+			live.read(ids[k], tmp[k]);
+		return true;
 	}
 	return false;
 }
@@ -350,35 +392,60 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	out.clear();
 	if (q.k == 0)
 		return;
-	// Ranked by geodesic distance. Cheap lower bounds (latitude gap, and
-	// longitude gap at the cell's smallest cosine, scaled to the geodesic)
-	// decide first whether a cell or a fix could still make the top k.
+	// Ranked by geodesic distance, which is the expensive part, so it is
+	// computed last and only for drivers that can still make the top k:
+	//  - a trig-free lower bound (latitude gap, longitude gap at the cell's
+	//    smallest cosine) rejects most drivers outright;
+	//  - the sphere distance s of the rest gives s * kSphereLowerRatio <=
+	//    geodesic <= s * kSphereUpperRatio; the k smallest upper bounds seen
+	//    bound the k-th geodesic from above (`limit`), which prunes both cells
+	//    and drivers;
+	//  - at the end the survivors (about k + 1 %) get their exact geodesic.
 	geo::GeodesicFrom origin(q.lat, q.lon);
 	const int64_t min_s = q.min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(q.min_ts_ms, 1000);
-	auto kth = [&] { return out.size() < q.k ? q.radius_m : out.front().distance_m; };
+	std::vector<std::pair<double, LiveView>> cands; // sphere distance, driver
+	std::vector<double> upper;                      // max-heap: the k smallest upper bounds
+	auto limit = [&] { return upper.size() < q.k ? q.radius_m : upper.front(); };
 	auto consider = [&](const LiveView &v, double cos_min) {
 		if (!passes(v, q.status, q.min_ts_ms))
 			return;
 		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
-		if (cheap_bound_m(q.lat, q.lon, lat, lat, lon, lon, cos_min) > kth())
+		if (cheap_bound_m(q.lat, q.lon, lat, lat, lon, lon, cos_min) > limit())
 			return;
-		Neighbor n{origin.to(lat, lon), v};
-		if (n.distance_m > q.radius_m)
+		double s = geo::distance_m(q.lat, q.lon, lat, lon);
+		if (s * geo::kSphereLowerRatio > limit())
 			return;
-		if (out.size() < q.k) {
-			out.push_back(n);
-			std::push_heap(out.begin(), out.end(), closer);
-		} else if (closer(n, out.front())) {
-			std::pop_heap(out.begin(), out.end(), closer);
-			out.back() = n;
-			std::push_heap(out.begin(), out.end(), closer);
+		cands.emplace_back(s, v);
+		double u = s * geo::kSphereUpperRatio * (1 + 1e-9) + 1e-3;
+		if (u > q.radius_m) // surely inside the radius only if its upper bound is
+			return;
+		if (upper.size() < q.k) {
+			upper.push_back(u);
+			std::push_heap(upper.begin(), upper.end());
+		} else if (u < upper.front()) {
+			std::pop_heap(upper.begin(), upper.end());
+			upper.back() = u;
+			std::push_heap(upper.begin(), upper.end());
 		}
 	};
-	auto finish = [&] { std::sort_heap(out.begin(), out.end(), closer); };
+	auto finish = [&] {
+		double lim = limit();
+		for (const auto &c : cands) {
+			if (c.first * geo::kSphereLowerRatio > lim)
+				continue;
+			Neighbor n{origin.to(c.second.lat_e7 / 1e7, c.second.lon_e7 / 1e7), c.second};
+			if (n.distance_m <= q.radius_m)
+				out.push_back(n);
+		}
+		size_t k = std::min<size_t>(q.k, out.size());
+		std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
+		out.resize(k);
+	};
 	auto brute_force = [&] {
 		std::vector<LiveView> all;
 		scan_all(live, all);
-		out.clear();
+		cands.clear();
+		upper.clear();
 		for (const LiveView &v : all)
 			consider(v, std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
 		finish();
@@ -397,24 +464,33 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		return brute_force();
 
 	size_t budget = cell_budget(live.size());
-	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier;
-	CellSet seen;
+	std::vector<Frontier> storage;
+	storage.reserve(64);
+	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier(std::greater<Frontier>(),
+	                                                                                      std::move(storage));
 	RowCos row_cos;
+	std::vector<uint32_t> ids;
 	std::vector<LiveView> cell;
 	std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, index in cell
+	ids.reserve(64);
+	cell.reserve(64);
+	order.reserve(64);
+	cands.reserve(64);
+	upper.reserve(q.k < 64 ? q.k : 64);
 	const double cos_q = std::cos(q.lat * geo::kDegToRad);
 	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
 	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
+	CellSet seen(qi, qj);
 	frontier.push({0, qi, qj});
-	seen.insert((uint64_t(qi) << 32 | qj) + 1);
+	seen.insert(qi, qj);
 	while (!frontier.empty()) {
 		Frontier f = frontier.top();
-		if (f.bound > kth())
+		if (f.bound > limit())
 			break;
 		frontier.pop();
 		uint32_t slot = find((uint64_t(f.lat) << 32 | f.lon) + 1);
 		if (slot != kNoEntry && worth_reading(cells_[slot])) {
-			if (!read_cell(live, slot, cell))
+			if (!read_cell(live, slot, ids, cell))
 				return brute_force();
 			// Nearest first (by a flat-earth estimate), so the top k fills with
 			// close drivers and the rest is pruned without a geodesic.
@@ -425,8 +501,12 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 			}
 			std::sort(order.begin(), order.end());
 			double cos_min = row_cos(f.lat);
-			for (const auto &o : order)
-				consider(cell[o.second], cos_min);
+			for (const auto &o : order) {
+				// A driver that moved rows since the list was read brings its own row.
+				const LiveView &v = cell[o.second];
+				uint32_t row = lat_cell(v.lat_e7);
+				consider(v, row == f.lat ? cos_min : row_cos(row));
+			}
 		}
 		for (int di = -1; di <= 1; di++) {
 			for (int dj = -1; dj <= 1; dj++) {
@@ -434,12 +514,12 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 				if ((di == 0 && dj == 0) || ni < 0 || ni >= kLatCells)
 					continue;
 				uint32_t nj = uint32_t((int64_t(f.lon) + dj + kLonCells) % kLonCells);
-				if (!seen.insert((uint64_t(ni) << 32 | nj) + 1))
+				if (!seen.insert(uint32_t(ni), nj))
 					continue;
 				double lat0 = -90.0 + double(ni) * kCellDeg, lon0 = -180.0 + double(nj) * kCellDeg;
 				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg,
 				                         row_cos(uint32_t(ni)));
-				if (b <= kth())
+				if (b <= limit())
 					frontier.push({b, uint32_t(ni), nj});
 			}
 		}
@@ -478,13 +558,14 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	uint32_t gen = load_acquire(h_->gen);
 	if ((gen & 1) || double(i1 - i0 + 1) * double(j1 - j0 + 1) > double(cell_budget(live.size())))
 		return brute_force();
+	std::vector<uint32_t> ids;
 	std::vector<LiveView> cell;
 	for (uint32_t i = i0; i <= i1; i++) {
 		for (int64_t j = j0; j <= j1; j++) {
 			uint32_t slot = find((uint64_t(i) << 32 | uint32_t(j % kLonCells)) + 1);
 			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0)
 				continue;
-			if (!read_cell(live, slot, cell))
+			if (!read_cell(live, slot, ids, cell))
 				return brute_force();
 			for (const LiveView &v : cell)
 				if (in_box(v))

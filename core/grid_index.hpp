@@ -1,6 +1,8 @@
 // Spatial index over the live state: a uniform latitude/longitude grid of
-// 1/256 degree cells (about 434 m north-south), hashed, each cell holding an
-// intrusive doubly linked list of live entries.
+// 1/256 degree cells (about 434 m north-south), hashed, each cell holding a
+// doubly linked list of live entries. The links live in compact arrays here,
+// not in the 64-byte entries, so walking a cell stays in cache and the
+// entries it names can be fetched from memory in parallel.
 //
 // Each cell also keeps a summary: how many of its drivers have each status,
 // and the newest fix time seen there, so a query skips cells that cannot
@@ -56,9 +58,9 @@ static_assert(std::is_trivially_copyable_v<GridCell>);
 
 struct GridHeader {
 	uint32_t capacity; // slots, a power of two
+	uint32_t entries;  // length of the link arrays (max_drivers)
 	uint32_t used;     // slots holding a key (empty cells included)
 	uint32_t gen;      // odd while the writer rebuilds
-	uint32_t pad;
 	uint64_t rebuilds;
 };
 static_assert(std::is_trivially_copyable_v<GridHeader>);
@@ -79,8 +81,8 @@ struct Neighbor {
 class GridIndex {
 public:
 	static uint32_t slots_for(uint32_t max_drivers);
-	static size_t bytes_needed(uint32_t slots);
-	static void format(void *mem, uint32_t slots);
+	static size_t bytes_needed(uint32_t slots, uint32_t max_entries);
+	static void format(void *mem, uint32_t slots, uint32_t max_entries);
 	void attach(void *mem);
 
 	// Writer, with entries[index] locked. Files the entry under the cell of its
@@ -88,7 +90,7 @@ public:
 	// new entry); `n` is the number of entries, needed if the hash is rebuilt.
 	void place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status);
 	// Any process, with the entry locked: its status changed.
-	void status_changed(const LiveEntry &e, uint8_t old_status, uint8_t new_status);
+	void status_changed(uint32_t index, uint8_t old_status, uint8_t new_status);
 	void clear();
 
 	// Readers. Results are sorted by distance, then driver id.
@@ -99,6 +101,7 @@ public:
 
 	uint32_t used() const;
 	uint64_t rebuilds() const;
+	uint32_t cell_of(uint32_t index) const; // slot, or kNoEntry
 
 	static uint64_t key_of(int32_t lat_e7, int32_t lon_e7);
 	static uint32_t lat_cell(int32_t lat_e7);
@@ -110,11 +113,15 @@ private:
 	void rebuild(LiveEntry *entries, uint32_t n, uint32_t held);
 	void link(LiveEntry *entries, uint32_t index, uint32_t slot);
 	void unlink(LiveEntry *entries, uint32_t index, uint32_t slot, uint8_t status);
-	bool read_cell(const LiveTable &live, uint32_t slot, std::vector<LiveView> &tmp) const;
+	bool read_cell(const LiveTable &live, uint32_t slot, std::vector<uint32_t> &ids,
+	               std::vector<LiveView> &tmp) const;
 	void scan_all(const LiveTable &live, std::vector<LiveView> &out) const;
 
 	GridHeader *h_;
 	GridCell *cells_;
+	uint32_t *next_; // per entry: next in its cell's list
+	uint32_t *prev_;
+	uint32_t *cell_; // per entry: its cell's slot
 };
 
 } // namespace lt

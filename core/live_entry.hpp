@@ -22,10 +22,7 @@ struct LiveEntry {
 	uint16_t heading_cd;
 	uint16_t accuracy_dm;
 	uint16_t pad1;
-	uint32_t cell; // spatial index bookkeeping (see grid_index.hpp)
-	uint32_t next;
-	uint32_t prev;
-	uint32_t pad2;
+	uint8_t pad2[16]; // keeps entries on one cache line each
 };
 static_assert(sizeof(LiveEntry) == 64, "one cache line per driver");
 static_assert(std::is_trivially_copyable_v<LiveEntry>);

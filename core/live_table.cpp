@@ -24,7 +24,7 @@ size_t grid_offset(uint32_t capacity) { return entries_offset(capacity) + size_t
 } // namespace
 
 size_t LiveTable::bytes_needed(uint32_t capacity) {
-	return grid_offset(capacity) + GridIndex::bytes_needed(GridIndex::slots_for(capacity));
+	return grid_offset(capacity) + GridIndex::bytes_needed(GridIndex::slots_for(capacity), capacity);
 }
 
 void LiveTable::format(void *mem, uint32_t capacity) {
@@ -32,7 +32,7 @@ void LiveTable::format(void *mem, uint32_t capacity) {
 	auto *h = static_cast<LiveHeader *>(mem);
 	h->capacity = capacity;
 	h->hash_mask = hash_slots(capacity) - 1;
-	GridIndex::format(static_cast<char *>(mem) + grid_offset(capacity), GridIndex::slots_for(capacity));
+	GridIndex::format(static_cast<char *>(mem) + grid_offset(capacity), GridIndex::slots_for(capacity), capacity);
 }
 
 void LiveTable::attach(void *mem) {
@@ -114,7 +114,6 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 	e.speed_cms = f.speed_cms;
 	e.heading_cd = f.heading_cd;
 	e.accuracy_dm = f.accuracy_dm;
-	e.cell = e.next = e.prev = kNoEntry;
 	// Publish the entry before the hash slot that leads to it.
 	store_release(h_->count, n + 1);
 	store_release(hash_[slot], n + 1);
@@ -133,7 +132,7 @@ bool LiveTable::set_status(uint64_t driver_id, uint8_t status) {
 	entry_lock(e);
 	uint8_t old = load_relaxed(e.status);
 	store_relaxed(e.status, status);
-	grid_.status_changed(e, old, status);
+	grid_.status_changed(i, old, status);
 	entry_unlock(e);
 	return true;
 }
