@@ -29,6 +29,9 @@ PGDLLEXPORT void livetrack_listener_main(Datum arg);
 
 static lt::ListenerEngine *engine;
 
+// Fewer messages than this in one wake-up is a trickle (see the main loop).
+constexpr uint64 kBatchWorthy = 16;
+
 template <typename F> static void engine_call(const char *what, F &&fn) {
 	char msg[256];
 	try {
@@ -171,6 +174,7 @@ void livetrack_listener_main(Datum) {
 	WaitEventSet *set = NULL;
 	Oid served_ext = InvalidOid; // the extension whose tables we feed
 	int64 next_check_us = 0;
+	bool trickle = false; // the last wake-up found little work
 
 	for (;;) {
 		MemoryContextSwitchTo(loop_ctx);
@@ -194,6 +198,12 @@ void livetrack_listener_main(Datum) {
 			set_state(LT_LISTENER_SERVING);
 		}
 
+		// Interrupt coalescing: after a wake-up that found only a trickle, give
+		// the trickle up to 1 ms to become a batch (the latch still wakes us at
+		// once). At 25,000 single-fix datagrams/s this turns 25,000 wake-ups
+		// into about 1,000, and costs at most 1 ms of receipt-to-visible time.
+		if (trickle)
+			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
 		WaitEvent ev;
 		(void)WaitEventSetWait(set, 1000, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -202,7 +212,9 @@ void livetrack_listener_main(Datum) {
 
 		uint64 req = lt::load_acquire(lt_ctl->drain_req);
 		bool drain = req > lt::load_relaxed(lt_ctl->drain_done);
+		uint64 before = lt::load_relaxed(lt_ctl->counters.received_messages);
 		engine_call("poll", [&] { engine->run_once(drain); });
+		trickle = lt::load_relaxed(lt_ctl->counters.received_messages) - before < kBatchWorthy;
 		// Everything received is now on the ring, unless the ring was too full
 		// to take the whole ingest queue (then try again next round).
 		if (drain && (lt_ring.free_slots() > 0 || lt_ingest.size() == 0)) {
