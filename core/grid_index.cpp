@@ -20,11 +20,45 @@ constexpr double kMaxLoad = 0.7;
 // fleet: scan the entries instead.
 size_t cell_budget(uint32_t n_live) { return std::max<size_t>(4096, n_live / 16); }
 
-void begin_write(uint32_t &version) {
-	store_relaxed(version, load_relaxed(version) + 1);
+// A cell's version is its writers' lock while odd (taken after the entry lock).
+void cell_lock(GridCell &c) {
+	for (;;) {
+		uint32_t v = load_relaxed(c.version);
+		if ((v & 1) == 0 && cas(c.version, v, v + 1))
+			break;
+		cpu_relax();
+	}
 	fence_release();
 }
-void end_write(uint32_t &version) { store_release(version, load_relaxed(version) + 1); }
+void cell_unlock(GridCell &c) { store_release(c.version, load_relaxed(c.version) + 1); }
+
+// Record metadata: status in the top 2 bits, fix time in seconds since
+// 2020-01-01 in the rest (saturating; good until 2054).
+constexpr int64_t kEpoch2020 = 1577836800;
+constexpr uint32_t kTimeMask = (1u << 30) - 1;
+uint32_t meta_of(uint8_t status, int64_t ts_ms) {
+	int64_t s = (ts_ms >= 0 ? ts_ms / 1000 : -((-ts_ms + 999) / 1000)) - kEpoch2020;
+	uint32_t t = s < 0 ? 0 : s > int64_t(kTimeMask) ? kTimeMask : uint32_t(s);
+	return uint32_t(status & 3) << 30 | t;
+}
+uint8_t meta_status(uint32_t meta) { return uint8_t(meta >> 30); }
+
+GridRecord record_of(uint32_t index, const LiveEntry &e) {
+	return GridRecord{index, e.lat_e7, e.lon_e7, meta_of(e.status, e.ts_ms)};
+}
+GridRecord record_of(uint32_t index, const LiveView &v) {
+	return GridRecord{index, v.lat_e7, v.lon_e7, meta_of(v.status, v.ts_ms)};
+}
+void store_record(GridRecord &to, const GridRecord &r) {
+	store_relaxed(to.index, r.index);
+	store_relaxed(to.lat_e7, r.lat_e7);
+	store_relaxed(to.lon_e7, r.lon_e7);
+	store_relaxed(to.meta, r.meta);
+}
+GridRecord load_record(const GridRecord &from) {
+	return GridRecord{load_relaxed(from.index), load_relaxed(from.lat_e7), load_relaxed(from.lon_e7),
+	                  load_relaxed(from.meta)};
+}
 
 bool passes(const LiveView &v, uint8_t status, int64_t min_ts_ms) {
 	return (status == 0 || v.status == status) && v.ts_ms >= min_ts_ms;
@@ -92,7 +126,7 @@ private:
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// A cell's newest fix, in the 32-bit seconds the summary keeps.
+// A cell's newest fix, in the 32-bit Unix seconds the summary keeps.
 uint32_t fix_seconds(int64_t ts_ms) {
 	int64_t s = floor_div(ts_ms, 1000);
 	return s < 0 ? 0 : s > int64_t(UINT32_MAX) ? UINT32_MAX : uint32_t(s);
@@ -165,9 +199,15 @@ uint32_t GridIndex::slots_for(uint32_t max_drivers) {
 	return n;
 }
 
-// Layout: header | cells | next[] | prev[] | cell[].
+// Pool: a fresh layout needs at most 4 records per driver (a cell's block
+// holds at most twice its drivers, and at least 4); the slack absorbs churn
+// until a rebuild compacts it.
+static uint32_t pool_for(uint32_t max_entries) { return 4 * max_entries + 4096; }
+
+// Layout: header | cells | pool | cell[] | pos[].
 size_t GridIndex::bytes_needed(uint32_t slots, uint32_t max_entries) {
-	return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell) + 3 * size_t(max_entries) * sizeof(uint32_t);
+	return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell) + size_t(pool_for(max_entries)) * sizeof(GridRecord) +
+	       2 * size_t(max_entries) * sizeof(uint32_t);
 }
 
 void GridIndex::format(void *mem, uint32_t slots, uint32_t max_entries) {
@@ -175,23 +215,28 @@ void GridIndex::format(void *mem, uint32_t slots, uint32_t max_entries) {
 	auto *h = static_cast<GridHeader *>(mem);
 	h->capacity = slots;
 	h->entries = max_entries;
-	auto *cell = reinterpret_cast<uint32_t *>(reinterpret_cast<GridCell *>(h + 1) + slots) + 2 * size_t(max_entries);
+	h->pool_size = pool_for(max_entries);
+	for (uint32_t &f : h->free_head)
+		f = kNoEntry;
+	GridIndex g{};
+	g.attach(mem);
+	for (uint32_t i = 0; i < slots; i++)
+		g.cells_[i].block = kNoEntry;
 	for (uint32_t i = 0; i < max_entries; i++)
-		cell[i] = kNoEntry;
+		g.cell_[i] = kNoEntry;
 }
 
 void GridIndex::attach(void *mem) {
 	h_ = static_cast<GridHeader *>(mem);
 	cells_ = reinterpret_cast<GridCell *>(h_ + 1);
-	next_ = reinterpret_cast<uint32_t *>(cells_ + h_->capacity);
-	prev_ = next_ + h_->entries;
-	cell_ = prev_ + h_->entries;
+	pool_ = reinterpret_cast<GridRecord *>(cells_ + h_->capacity);
+	cell_ = reinterpret_cast<uint32_t *>(pool_ + h_->pool_size);
+	pos_ = cell_ + h_->entries;
 }
-
-uint32_t GridIndex::cell_of(uint32_t index) const { return load_relaxed(cell_[index]); }
 
 uint32_t GridIndex::used() const { return load_relaxed(h_->used); }
 uint64_t GridIndex::rebuilds() const { return load_relaxed(h_->rebuilds); }
+uint32_t GridIndex::cell_of(uint32_t index) const { return load_relaxed(cell_[index]); }
 
 uint32_t GridIndex::lat_cell(int32_t lat_e7) {
 	int64_t i = (int64_t(lat_e7) + 900000000) * kCellsPerDegree / 10000000;
@@ -228,64 +273,111 @@ uint32_t GridIndex::insert(uint64_t key) {
 		if (k == 0) {
 			if (load_relaxed(h_->used) + 1 > uint32_t(h_->capacity * kMaxLoad))
 				return kNoEntry;
-			store_relaxed(cells_[i].head, kNoEntry);
-			store_relaxed(cells_[i].count, 0u);
-			store_release(cells_[i].key, key); // publish a ready cell
+			GridCell &c = cells_[i];
+			store_relaxed(c.block, kNoEntry);
+			store_relaxed(c.count, 0u);
+			store_relaxed(c.newest_s, 0u);
+			for (uint32_t &b : c.by_status)
+				store_relaxed(b, 0u);
+			c.size_class = 0;
+			store_release(c.key, key); // publish a ready cell
 			store_relaxed(h_->used, load_relaxed(h_->used) + 1);
 			return i;
 		}
 	}
 }
 
-void GridIndex::link(LiveEntry *entries, uint32_t index, uint32_t slot) {
+// Pool blocks of 4 << size_class records; freed blocks are chained through
+// their first record. Listener only.
+uint32_t GridIndex::alloc(uint8_t size_class) {
+	uint32_t b = h_->free_head[size_class];
+	if (b != kNoEntry) {
+		h_->free_head[size_class] = load_relaxed(pool_[b].index);
+		return b;
+	}
+	uint32_t size = 4u << size_class;
+	if (h_->pool_top + uint64_t(size) > h_->pool_size)
+		return kNoEntry;
+	b = h_->pool_top;
+	h_->pool_top += size;
+	return b;
+}
+
+void GridIndex::release(uint32_t block, uint8_t size_class) {
+	store_relaxed(pool_[block].index, h_->free_head[size_class]);
+	h_->free_head[size_class] = block;
+}
+
+bool GridIndex::add(uint32_t slot, uint32_t index, const GridRecord &r) {
 	GridCell &c = cells_[slot];
-	LiveEntry &e = entries[index];
-	begin_write(c.version);
-	uint32_t head = load_relaxed(c.head);
-	store_relaxed(prev_[index], kNoEntry);
-	store_relaxed(next_[index], head);
-	if (head != kNoEntry)
-		store_relaxed(prev_[head], index);
-	store_relaxed(c.head, index);
-	store_relaxed(c.count, load_relaxed(c.count) + 1);
-	fetch_add_relaxed(c.by_status[e.status & 3], 1u);
-	uint32_t secs = fix_seconds(e.ts_ms);
+	cell_lock(c);
+	uint32_t n = c.count;
+	if (c.block == kNoEntry || n == 4u << c.size_class) { // full: move to a block twice the size
+		uint8_t cls = c.block == kNoEntry ? 0 : uint8_t(c.size_class + 1);
+		uint32_t nb = cls < kSizeClasses ? alloc(cls) : kNoEntry;
+		if (nb == kNoEntry) {
+			cell_unlock(c);
+			return false;
+		}
+		for (uint32_t k = 0; k < n; k++)
+			store_record(pool_[nb + k], pool_[c.block + k]);
+		if (c.block != kNoEntry)
+			release(c.block, c.size_class);
+		store_relaxed(c.block, nb);
+		c.size_class = cls;
+	}
+	store_record(pool_[c.block + n], r);
+	pos_[index] = n;
+	store_relaxed(c.count, n + 1);
+	fetch_add_relaxed(c.by_status[meta_status(r.meta)], 1u);
+	uint32_t secs = fix_seconds((int64_t(r.meta & kTimeMask) + kEpoch2020) * 1000);
 	if (secs > load_relaxed(c.newest_s))
 		store_relaxed(c.newest_s, secs);
 	store_relaxed(cell_[index], slot);
-	end_write(c.version);
+	cell_unlock(c);
+	return true;
 }
 
-void GridIndex::unlink(LiveEntry *, uint32_t index, uint32_t slot, uint8_t status) {
+void GridIndex::remove(uint32_t slot, uint32_t index) {
 	GridCell &c = cells_[slot];
-	begin_write(c.version);
-	uint32_t prev = load_relaxed(prev_[index]), next = load_relaxed(next_[index]);
-	if (prev == kNoEntry)
-		store_relaxed(c.head, next);
-	else
-		store_relaxed(next_[prev], next);
-	if (next != kNoEntry)
-		store_relaxed(prev_[next], prev);
-	store_relaxed(c.count, load_relaxed(c.count) - 1);
-	fetch_add_relaxed(c.by_status[status & 3], uint32_t(-1));
+	cell_lock(c);
+	uint32_t p = pos_[index], last = c.count - 1;
+	uint8_t status = meta_status(load_relaxed(pool_[c.block + p].meta));
+	if (p != last) { // the last record fills the hole
+		GridRecord m = pool_[c.block + last];
+		store_record(pool_[c.block + p], m);
+		pos_[m.index] = p;
+	}
+	store_relaxed(c.count, last);
+	fetch_add_relaxed(c.by_status[status], uint32_t(-1));
 	store_relaxed(cell_[index], kNoEntry);
-	end_write(c.version);
+	if (last == 0) {
+		release(c.block, c.size_class);
+		store_relaxed(c.block, kNoEntry);
+	}
+	cell_unlock(c);
 }
 
-void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status) {
-	LiveEntry &e = entries[index];
+void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n) {
+	const LiveEntry &e = entries[index];
+	GridRecord r = record_of(index, e);
 	uint64_t key = key_of(e.lat_e7, e.lon_e7);
 	uint32_t cur = cell_[index];
 	if (cur != kNoEntry && load_relaxed(cells_[cur].key) == key) {
-		// Same cell: no list changes; keep the summary current.
+		// Same cell: refresh the record and the summary.
 		GridCell &c = cells_[cur];
-		if (old_status != e.status) {
-			fetch_add_relaxed(c.by_status[old_status & 3], uint32_t(-1));
-			fetch_add_relaxed(c.by_status[e.status & 3], 1u);
+		cell_lock(c);
+		GridRecord &slot_rec = pool_[c.block + pos_[index]];
+		uint8_t old = meta_status(slot_rec.meta), now = meta_status(r.meta);
+		store_record(slot_rec, r);
+		if (old != now) {
+			fetch_add_relaxed(c.by_status[old], uint32_t(-1));
+			fetch_add_relaxed(c.by_status[now], 1u);
 		}
 		uint32_t secs = fix_seconds(e.ts_ms);
 		if (secs > load_relaxed(c.newest_s))
 			store_relaxed(c.newest_s, secs);
+		cell_unlock(c);
 		return;
 	}
 	uint32_t slot = insert(key);
@@ -294,98 +386,114 @@ void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t ol
 		return;
 	}
 	if (cur != kNoEntry)
-		unlink(entries, index, cur, old_status);
-	link(entries, index, slot);
+		remove(cur, index);
+	if (!add(slot, index, r))
+		rebuild(entries, n, index); // the pool is fragmented: compact it
 }
 
-void GridIndex::status_changed(uint32_t index, uint8_t old_status, uint8_t new_status) {
-	uint32_t cur = load_relaxed(cell_[index]);
-	if (cur == kNoEntry || old_status == new_status)
+void GridIndex::status_changed(uint32_t index, uint8_t new_status) {
+	uint32_t slot = load_relaxed(cell_[index]); // stable: we hold the entry lock
+	if (slot == kNoEntry)
 		return;
-	fetch_add_relaxed(cells_[cur].by_status[old_status & 3], uint32_t(-1));
-	fetch_add_relaxed(cells_[cur].by_status[new_status & 3], 1u);
+	GridCell &c = cells_[slot];
+	cell_lock(c);
+	GridRecord &r = pool_[c.block + pos_[index]];
+	uint8_t old = meta_status(r.meta);
+	if (old != new_status) {
+		store_relaxed(r.meta, uint32_t(new_status & 3) << 30 | (r.meta & kTimeMask));
+		fetch_add_relaxed(c.by_status[old], uint32_t(-1));
+		fetch_add_relaxed(c.by_status[new_status & 3], 1u);
+	}
+	cell_unlock(c);
 }
 
-// Refiles every entry into an emptied hash. Every entry lock is taken (the
-// caller holds `held`), so no status change can slip between the old cells
-// and the new ones; readers see an odd generation and scan entries instead.
+// Refiles every entry into an emptied hash and pool. Every entry lock is
+// taken (the caller holds `held`), so no status change can slip between the
+// old cells and the new ones; readers see an odd generation and scan entries.
 void GridIndex::rebuild(LiveEntry *entries, uint32_t n, uint32_t held) {
 	for (uint32_t i = 0; i < n; i++)
 		if (i != held)
 			entry_lock(entries[i]);
-	begin_write(h_->gen);
+	begin_rebuild();
 	for (uint32_t i = 0; i < h_->capacity; i++) {
-		GridCell &c = cells_[i];
-		store_relaxed(c.key, uint64_t(0));
-		store_relaxed(c.head, kNoEntry);
-		store_relaxed(c.count, 0u);
-		store_relaxed(c.newest_s, 0u);
-		for (uint32_t &b : c.by_status)
-			store_relaxed(b, 0u);
+		store_relaxed(cells_[i].key, uint64_t(0));
+		store_relaxed(cells_[i].block, kNoEntry);
+		store_relaxed(cells_[i].count, 0u);
 	}
 	store_relaxed(h_->used, 0u);
+	h_->pool_top = 0;
+	for (uint32_t &f : h_->free_head)
+		f = kNoEntry;
 	for (uint32_t i = 0; i < n; i++) {
-		// At most one cell per entry and capacity >= 2n, so this always fits.
-		uint32_t slot = insert(key_of(entries[i].lat_e7, entries[i].lon_e7));
 		store_relaxed(cell_[i], kNoEntry);
+		// At most one cell per entry, 2 slots and 4 records per entry: it fits.
+		uint32_t slot = insert(key_of(entries[i].lat_e7, entries[i].lon_e7));
 		if (slot != kNoEntry)
-			link(entries, i, slot);
+			add(slot, i, record_of(i, entries[i]));
 	}
 	store_relaxed(h_->rebuilds, load_relaxed(h_->rebuilds) + 1);
-	end_write(h_->gen);
+	end_rebuild();
 	for (uint32_t i = 0; i < n; i++)
 		if (i != held)
 			entry_unlock(entries[i]);
 }
 
+void GridIndex::begin_rebuild() {
+	store_relaxed(h_->gen, load_relaxed(h_->gen) + 1);
+	fence_release();
+}
+void GridIndex::end_rebuild() { store_release(h_->gen, load_relaxed(h_->gen) + 1); }
+
 void GridIndex::clear() {
-	begin_write(h_->gen);
-	for (uint32_t i = 0; i < h_->capacity; i++)
+	begin_rebuild();
+	for (uint32_t i = 0; i < h_->capacity; i++) {
 		store_relaxed(cells_[i].key, uint64_t(0));
+		store_relaxed(cells_[i].block, kNoEntry);
+		store_relaxed(cells_[i].count, 0u);
+	}
+	for (uint32_t i = 0; i < h_->entries; i++)
+		store_relaxed(cell_[i], kNoEntry);
 	store_relaxed(h_->used, 0u);
-	end_write(h_->gen);
+	h_->pool_top = 0;
+	for (uint32_t &f : h_->free_head)
+		f = kNoEntry;
+	end_rebuild();
 }
 
-bool GridIndex::read_cell(const LiveTable &live, uint32_t slot, std::vector<uint32_t> &ids,
-                          std::vector<LiveView> &tmp) const {
+bool GridIndex::read_cell(uint32_t slot, std::vector<GridRecord> &out) const {
 	const GridCell &c = cells_[slot];
-	const uint32_t cap = h_->entries;
 	for (int attempt = 0; attempt < 64; attempt++) {
-		// Walk the links (compact, cached) under the cell's version...
 		uint32_t v1 = load_acquire(c.version);
 		if (v1 & 1) {
 			cpu_relax();
 			continue;
 		}
-		ids.clear();
-		bool torn = false;
-		for (uint32_t i = load_relaxed(c.head); i != kNoEntry; i = load_relaxed(next_[i])) {
-			if (i >= cap || ids.size() >= cap) { // a list changing under us; the version will say so
-				torn = true;
-				break;
-			}
-			ids.push_back(i);
-		}
+		uint32_t n = load_relaxed(c.count), b = load_relaxed(c.block);
+		out.clear();
+		if (n > 0 && (b == kNoEntry || uint64_t(b) + n > h_->pool_size))
+			continue; // changing under us; the version will say so
+		for (uint32_t k = 0; k < n; k++)
+			out.push_back(load_record(pool_[b + k]));
 		fence_acquire();
-		if (torn || load_relaxed(c.version) != v1)
-			continue;
-		// ... then fetch the entries all at once: their cache misses overlap.
-		const LiveEntry *entries = live.entries();
-		for (uint32_t i : ids)
-			__builtin_prefetch(&entries[i]);
-		tmp.resize(ids.size());
-		for (size_t k = 0; k < ids.size(); k++)
-			live.read(ids[k], tmp[k]);
-		return true;
+		if (load_relaxed(c.version) == v1)
+			return true;
 	}
 	return false;
 }
 
-void GridIndex::scan_all(const LiveTable &live, std::vector<LiveView> &out) const {
-	uint32_t n = live.size();
+// Reads the entries behind some records, all cache misses at once.
+static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, std::vector<LiveView> &out) {
+	const LiveEntry *entries = live.entries();
+	uint32_t size = live.size();
+	for (size_t k = 0; k < n; k++)
+		if (ids[k] < size)
+			__builtin_prefetch(&entries[ids[k]]);
 	out.resize(n);
-	for (uint32_t i = 0; i < n; i++)
-		live.read(i, out[i]);
+	for (size_t k = 0; k < n; k++)
+		if (ids[k] < size)
+			live.read(ids[k], out[k]);
+		else
+			out[k] = LiveView{}; // driver_id 0: never matches
 }
 
 void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
@@ -394,30 +502,39 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		return;
 	// Ranked by geodesic distance, which is the expensive part, so it is
 	// computed last and only for drivers that can still make the top k:
-	//  - a trig-free lower bound (latitude gap, longitude gap at the cell's
-	//    smallest cosine) rejects most drivers outright;
+	//  - the cell's records give status, time and position: a trig-free lower
+	//    bound (latitude gap, longitude gap at the cell's smallest cosine)
+	//    rejects most drivers outright;
 	//  - the sphere distance s of the rest gives s * kSphereLowerRatio <=
 	//    geodesic <= s * kSphereUpperRatio; the k smallest upper bounds seen
 	//    bound the k-th geodesic from above (`limit`), which prunes both cells
 	//    and drivers;
-	//  - at the end the survivors (about k + 1 %) get their exact geodesic.
+	//  - at the end the survivors (about k + 1 %) are read from their entries
+	//    and get their exact geodesic.
 	geo::GeodesicFrom origin(q.lat, q.lon);
 	const int64_t min_s = q.min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(q.min_ts_ms, 1000);
-	std::vector<std::pair<double, LiveView>> cands; // sphere distance, driver
+	const uint32_t min_meta_time = min_s == INT64_MIN ? 0 : meta_of(0, min_s * 1000) & kTimeMask;
+	std::vector<std::pair<double, uint32_t>> cands; // sphere distance, entry index
 	std::vector<double> upper;                      // max-heap: the k smallest upper bounds
+	cands.reserve(64);
+	upper.reserve(q.k < 64 ? q.k : 64);
 	auto limit = [&] { return upper.size() < q.k ? q.radius_m : upper.front(); };
-	auto consider = [&](const LiveView &v, double cos_min) {
-		if (!passes(v, q.status, q.min_ts_ms))
+	auto consider = [&](const GridRecord &r, double cos_min) {
+		if ((q.status != 0 && meta_status(r.meta) != q.status) || (r.meta & kTimeMask) < min_meta_time)
 			return;
-		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+		double lat = r.lat_e7 / 1e7, lon = r.lon_e7 / 1e7;
 		if (cheap_bound_m(q.lat, q.lon, lat, lat, lon, lon, cos_min) > limit())
 			return;
 		double s = geo::distance_m(q.lat, q.lon, lat, lon);
 		if (s * geo::kSphereLowerRatio > limit())
 			return;
-		cands.emplace_back(s, v);
+		cands.emplace_back(s, r.index);
+		// Only a driver sure to qualify may tighten the limit: inside the
+		// radius by its upper bound, and fresh beyond doubt (records keep whole
+		// seconds, so the boundary second is decided on the entry later).
 		double u = s * geo::kSphereUpperRatio * (1 + 1e-9) + 1e-3;
-		if (u > q.radius_m) // surely inside the radius only if its upper bound is
+		bool fresh = min_s == INT64_MIN || (r.meta & kTimeMask) > min_meta_time;
+		if (u > q.radius_m || !fresh)
 			return;
 		if (upper.size() < q.k) {
 			upper.push_back(u);
@@ -430,10 +547,16 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	};
 	auto finish = [&] {
 		double lim = limit();
-		for (const auto &c : cands) {
-			if (c.first * geo::kSphereLowerRatio > lim)
-				continue;
-			Neighbor n{origin.to(c.second.lat_e7 / 1e7, c.second.lon_e7 / 1e7), c.second};
+		std::vector<uint32_t> ids;
+		for (const auto &c : cands)
+			if (c.first * geo::kSphereLowerRatio <= lim)
+				ids.push_back(c.second);
+		std::vector<LiveView> views;
+		read_entries(live, ids.data(), ids.size(), views);
+		for (const LiveView &v : views) {
+			if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
+				continue; // changed since its record was read
+			Neighbor n{origin.to(v.lat_e7 / 1e7, v.lon_e7 / 1e7), v};
 			if (n.distance_m <= q.radius_m)
 				out.push_back(n);
 		}
@@ -442,12 +565,14 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		out.resize(k);
 	};
 	auto brute_force = [&] {
-		std::vector<LiveView> all;
-		scan_all(live, all);
 		cands.clear();
 		upper.clear();
-		for (const LiveView &v : all)
-			consider(v, std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
+		uint32_t n = live.size();
+		LiveView v;
+		for (uint32_t i = 0; i < n; i++) {
+			live.read(i, v);
+			consider(record_of(i, v), std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
+		}
 		finish();
 	};
 	// Whether a cell's summary says it may hold a match.
@@ -469,14 +594,10 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier(std::greater<Frontier>(),
 	                                                                                      std::move(storage));
 	RowCos row_cos;
-	std::vector<uint32_t> ids;
-	std::vector<LiveView> cell;
-	std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, index in cell
-	ids.reserve(64);
+	std::vector<GridRecord> cell;
+	std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, place in cell
 	cell.reserve(64);
 	order.reserve(64);
-	cands.reserve(64);
-	upper.reserve(q.k < 64 ? q.k : 64);
 	const double cos_q = std::cos(q.lat * geo::kDegToRad);
 	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
 	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
@@ -490,23 +611,24 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		frontier.pop();
 		uint32_t slot = find((uint64_t(f.lat) << 32 | f.lon) + 1);
 		if (slot != kNoEntry && worth_reading(cells_[slot])) {
-			if (!read_cell(live, slot, ids, cell))
+			if (!read_cell(slot, cell))
 				return brute_force();
 			// Nearest first (by a flat-earth estimate), so the top k fills with
-			// close drivers and the rest is pruned without a geodesic.
+			// close drivers and the rest is pruned early.
 			order.clear();
 			for (uint32_t i = 0; i < cell.size(); i++) {
-				double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = geo::lon_diff(q.lon, cell[i].lon_e7 / 1e7) * cos_q;
+				double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = cell[i].lon_e7 / 1e7 - q.lon;
+				if (dx > 180)
+					dx -= 360;
+				else if (dx < -180)
+					dx += 360;
+				dx *= cos_q;
 				order.emplace_back(dy * dy + dx * dx, i);
 			}
 			std::sort(order.begin(), order.end());
 			double cos_min = row_cos(f.lat);
-			for (const auto &o : order) {
-				// A driver that moved rows since the list was read brings its own row.
-				const LiveView &v = cell[o.second];
-				uint32_t row = lat_cell(v.lat_e7);
-				consider(v, row == f.lat ? cos_min : row_cos(row));
-			}
+			for (const auto &o : order)
+				consider(cell[o.second], cos_min);
 		}
 		for (int di = -1; di <= 1; di++) {
 			for (int dj = -1; dj <= 1; dj++) {
@@ -527,7 +649,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 			return brute_force();
 	}
 	if (load_acquire(h_->gen) != gen)
-		return brute_force(); // the hash was rebuilt under us
+		return brute_force(); // the index was rebuilt under us
 	finish();
 }
 
@@ -540,17 +662,26 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	lon1 = std::min(lon1, 180.0);
 	if (!(lat0 <= lat1 && lon0 <= lon1))
 		return;
-	auto in_box = [&](const LiveView &v) {
-		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
-		return v.ts_ms >= min_ts_ms && lat >= lat0 && lat <= lat1 && lon >= lon0 && lon <= lon1;
+	auto in_box = [&](int32_t lat_e7, int32_t lon_e7) {
+		double lat = lat_e7 / 1e7, lon = lon_e7 / 1e7;
+		return lat >= lat0 && lat <= lat1 && lon >= lon0 && lon <= lon1;
+	};
+	auto keep = [&](const std::vector<uint32_t> &ids) {
+		std::vector<LiveView> views;
+		read_entries(live, ids.data(), ids.size(), views);
+		for (const LiveView &v : views)
+			if (v.driver_id != 0 && v.ts_ms >= min_ts_ms && in_box(v.lat_e7, v.lon_e7))
+				out.push_back(v);
 	};
 	auto brute_force = [&] {
-		std::vector<LiveView> all;
-		scan_all(live, all);
 		out.clear();
-		for (const LiveView &v : all)
-			if (in_box(v))
+		uint32_t n = live.size();
+		LiveView v;
+		for (uint32_t i = 0; i < n; i++) {
+			live.read(i, v);
+			if (v.ts_ms >= min_ts_ms && in_box(v.lat_e7, v.lon_e7))
 				out.push_back(v);
+		}
 	};
 	uint32_t i0 = lat_cell(int32_t(std::floor(lat0 * 1e7))), i1 = lat_cell(int32_t(std::ceil(lat1 * 1e7)));
 	int64_t j0 = (int64_t(std::floor(lon0 * 1e7)) + 1800000000) * kCellsPerDegree / 10000000;
@@ -558,22 +689,26 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	uint32_t gen = load_acquire(h_->gen);
 	if ((gen & 1) || double(i1 - i0 + 1) * double(j1 - j0 + 1) > double(cell_budget(live.size())))
 		return brute_force();
+	const int64_t min_s = min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(min_ts_ms, 1000);
+	const uint32_t min_meta_time = min_s == INT64_MIN ? 0 : meta_of(0, min_s * 1000) & kTimeMask;
+	std::vector<GridRecord> cell;
 	std::vector<uint32_t> ids;
-	std::vector<LiveView> cell;
 	for (uint32_t i = i0; i <= i1; i++) {
 		for (int64_t j = j0; j <= j1; j++) {
 			uint32_t slot = find((uint64_t(i) << 32 | uint32_t(j % kLonCells)) + 1);
-			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0)
+			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0 ||
+			    int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
 				continue;
-			if (!read_cell(live, slot, ids, cell))
+			if (!read_cell(slot, cell))
 				return brute_force();
-			for (const LiveView &v : cell)
-				if (in_box(v))
-					out.push_back(v);
+			for (const GridRecord &r : cell)
+				if ((r.meta & kTimeMask) >= min_meta_time && in_box(r.lat_e7, r.lon_e7))
+					ids.push_back(r.index);
 		}
 	}
 	if (load_acquire(h_->gen) != gen)
-		brute_force();
+		return brute_force();
+	keep(ids);
 }
 
 } // namespace lt

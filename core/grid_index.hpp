@@ -1,31 +1,32 @@
 // Spatial index over the live state: a uniform latitude/longitude grid of
-// 1/256 degree cells (about 434 m north-south), hashed, each cell holding a
-// doubly linked list of live entries. The links live in compact arrays here,
-// not in the 64-byte entries, so walking a cell stays in cache and the
-// entries it names can be fetched from memory in parallel.
+// 1/256 degree cells (about 434 m north-south), hashed.
 //
-// Each cell also keeps a summary: how many of its drivers have each status,
-// and the newest fix time seen there, so a query skips cells that cannot
-// match (no available driver, nothing fresh) without touching their drivers.
+// Each cell keeps its drivers as a contiguous array of 16-byte records
+// (entry index, position, status, fix time) in a shared pool, so a query
+// reads a cell in a few sequential cache lines and rejects most drivers
+// without touching their 64-byte entries; only the final contenders' entries
+// are fetched, all at once. A cell also keeps a summary, drivers per status
+// and the newest fix seen there, so cells that cannot match (no available
+// driver, nothing fresh) are skipped unread.
 //
 // Concurrency: one writer moves drivers (the listener, through
 // LiveTable::apply); status changes may come from any process
 // (LiveTable::set_status). A driver's cell and status only change while its
-// entry lock is held, and the per-status counts are atomic, so they stay
-// exact. Every cell has a seqlock version; a reader copies a cell's list and
-// retries if the version moved. Entry positions are read through the entry's
-// own seqlock. Empty cells stay in the hash; when the hash gets too full the
-// writer rebuilds it in place under a generation counter (holding every entry
-// lock), and readers that see a rebuild fall back to scanning all entries.
-// No reader ever takes a lock.
+// entry lock is held; a cell is changed only while its version is odd, which
+// doubles as the cell's writers' lock (taken after the entry lock). Readers
+// copy a cell's records and retry if the version moved; they never lock.
+// Array storage comes from a pool in power-of-two size classes, managed by
+// the listener alone. When the cell hash gets too full, or the pool runs
+// out, the listener rebuilds both in place (every entry lock held, a
+// generation counter odd) and readers that see it scan all entries instead.
 //
 // Queries: nearest() is a best-first search over cells ordered by a lower
-// bound of the distance from the query point to each cell rectangle, so it
-// stops as soon as no unvisited cell can beat the k-th result; it handles the
-// antimeridian (longitude wraps) and the poles (a polar cap is one band of
-// cells). Bounds are trigonometry-free where it matters (per entry), and the
-// exact geodesic is computed only for drivers that can still make the top k. If a search would touch too many cells (a huge radius over an empty
-// map) it scans all entries instead: cost is min(neighbourhood, fleet).
+// bound of their distance from the query point, stopping as soon as no
+// unvisited cell can beat the k-th result. Longitude wraps, so the
+// antimeridian needs nothing special; a polar cap is one row of cells, all
+// neighbours of each other. If a search would touch too many cells (a huge
+// radius over an empty map) it scans all entries instead: cost is
+// min(neighbourhood, fleet).
 #pragma once
 
 #include <cstddef>
@@ -47,20 +48,37 @@ constexpr uint32_t kLatCells = 180 * kCellsPerDegree;
 constexpr uint32_t kLonCells = 360 * kCellsPerDegree;
 
 struct GridCell {
-	uint64_t key;         // cell id + 1; 0 = free slot
-	uint32_t head;        // first entry, or kNoEntry
-	uint32_t count;       // entries in the list
-	uint32_t version;     // seqlock over head and the entries' next links
-	uint32_t newest_s;    // newest fix seen here, Unix seconds (never lowered: an upper bound)
-	uint32_t by_status[4]; // entries per Status value (atomic)
+	uint64_t key;          // cell id + 1; 0 = free slot
+	uint32_t block;        // first record in the pool, or kNoEntry
+	uint32_t count;        // records in use
+	uint32_t version;      // seqlock, and the cell's writers' lock while odd
+	uint32_t newest_s;     // newest fix seen here, Unix seconds (never lowered: an upper bound)
+	uint32_t by_status[4]; // drivers per Status value
+	uint8_t size_class;    // the block holds 4 << size_class records
+	uint8_t pad[7];
 };
+static_assert(sizeof(GridCell) == 48);
 static_assert(std::is_trivially_copyable_v<GridCell>);
 
+// One driver as its cell keeps it.
+struct GridRecord {
+	uint32_t index; // entry index (in a free block: the next free block)
+	int32_t lat_e7;
+	int32_t lon_e7;
+	uint32_t meta; // status << 30 | fix time in seconds since 2020 (saturating)
+};
+static_assert(sizeof(GridRecord) == 16);
+
+constexpr int kSizeClasses = 28;
+
 struct GridHeader {
-	uint32_t capacity; // slots, a power of two
-	uint32_t entries;  // length of the link arrays (max_drivers)
-	uint32_t used;     // slots holding a key (empty cells included)
-	uint32_t gen;      // odd while the writer rebuilds
+	uint32_t capacity;  // cell slots, a power of two
+	uint32_t entries;   // max_drivers: length of the per-entry arrays
+	uint32_t used;      // slots holding a key (empty cells included)
+	uint32_t gen;       // odd while the writer rebuilds
+	uint32_t pool_size; // records
+	uint32_t pool_top;  // records handed out so far (bump allocation)
+	uint32_t free_head[kSizeClasses]; // freed blocks by size class
 	uint64_t rebuilds;
 };
 static_assert(std::is_trivially_copyable_v<GridHeader>);
@@ -86,11 +104,11 @@ public:
 	void attach(void *mem);
 
 	// Writer, with entries[index] locked. Files the entry under the cell of its
-	// current position; `old_status` is its status before this update (0 for a
-	// new entry); `n` is the number of entries, needed if the hash is rebuilt.
-	void place(LiveEntry *entries, uint32_t index, uint32_t n, uint8_t old_status);
+	// current position (with its status and time); `n` is the number of
+	// entries, needed if the index is rebuilt.
+	void place(LiveEntry *entries, uint32_t index, uint32_t n);
 	// Any process, with the entry locked: its status changed.
-	void status_changed(uint32_t index, uint8_t old_status, uint8_t new_status);
+	void status_changed(uint32_t index, uint8_t new_status);
 	void clear();
 
 	// Readers. Results are sorted by distance, then driver id.
@@ -110,18 +128,20 @@ public:
 private:
 	uint32_t find(uint64_t key) const; // slot or kNoEntry
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
+	uint32_t alloc(uint8_t size_class);
+	void release(uint32_t block, uint8_t size_class);
+	bool add(uint32_t slot, uint32_t index, const GridRecord &r); // false: the pool is full
+	void remove(uint32_t slot, uint32_t index);
 	void rebuild(LiveEntry *entries, uint32_t n, uint32_t held);
-	void link(LiveEntry *entries, uint32_t index, uint32_t slot);
-	void unlink(LiveEntry *entries, uint32_t index, uint32_t slot, uint8_t status);
-	bool read_cell(const LiveTable &live, uint32_t slot, std::vector<uint32_t> &ids,
-	               std::vector<LiveView> &tmp) const;
-	void scan_all(const LiveTable &live, std::vector<LiveView> &out) const;
+	void begin_rebuild();
+	void end_rebuild();
+	bool read_cell(uint32_t slot, std::vector<GridRecord> &out) const;
 
 	GridHeader *h_;
 	GridCell *cells_;
-	uint32_t *next_; // per entry: next in its cell's list
-	uint32_t *prev_;
+	GridRecord *pool_;
 	uint32_t *cell_; // per entry: its cell's slot
+	uint32_t *pos_;  // per entry: its record's place in that cell's block
 };
 
 } // namespace lt

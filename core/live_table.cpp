@@ -85,7 +85,7 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 		store_relaxed(e.accuracy_dm, f.accuracy_dm);
 		if (f.status != kStatusNoChange)
 			store_relaxed(e.status, f.status);
-		grid_.place(entries_, v - 1, load_relaxed(h_->count), old);
+		grid_.place(entries_, v - 1, load_relaxed(h_->count));
 		entry_unlock(e);
 		*status_out = f.status != kStatusNoChange ? f.status : old;
 		*register_out = f.status != kStatusNoChange && f.status != old;
@@ -117,7 +117,7 @@ Applied LiveTable::apply(const Fix &f, int64_t received_us, uint8_t *status_out,
 	// Publish the entry before the hash slot that leads to it.
 	store_release(h_->count, n + 1);
 	store_release(hash_[slot], n + 1);
-	grid_.place(entries_, n, n + 1, kStatusNoChange);
+	grid_.place(entries_, n, n + 1);
 	entry_unlock(e);
 	if (index_out)
 		*index_out = n;
@@ -130,9 +130,8 @@ bool LiveTable::set_status(uint64_t driver_id, uint8_t status) {
 		return false;
 	LiveEntry &e = entries_[i];
 	entry_lock(e);
-	uint8_t old = load_relaxed(e.status);
 	store_relaxed(e.status, status);
-	grid_.status_changed(i, old, status);
+	grid_.status_changed(i, status);
 	entry_unlock(e);
 	return true;
 }

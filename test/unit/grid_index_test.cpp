@@ -224,7 +224,7 @@ TEST(GridIndex, MovingDriversStayFindable) {
 	// Every driver sits in exactly one cell list, in the cell of its position.
 	uint32_t in_lists = 0;
 	for (uint32_t i = 0; i < tb.t.size(); i++)
-		in_lists += tb.t.entries()[i].cell != kNoEntry;
+		in_lists += tb.t.grid().cell_of(i) != kNoEntry;
 	EXPECT_EQ(in_lists, tb.t.size());
 }
 
