@@ -9,6 +9,7 @@
 // Written in C style on purpose: its error recovery longjmps back to the
 // main loop, so no frame here holds an object with a destructor.
 #include "../core/clock.hpp"
+#include "../core/flush_policy.hpp"
 #include "history.hpp"
 #include "worker_common.hpp"
 
@@ -28,6 +29,7 @@ constexpr int64 kMaintenanceEveryUs = 60 * 1000000LL;
 MemoryContext batch_ctx;
 int64 next_maintenance_us;
 Oid extension; // the livetrack extension we write for; static: survives the longjmp
+lt::FlushCost cost = lt::kInitialFlushCost; // what a batch takes, learnt as we go
 
 void flusher_exit(int, Datum) { lt::store_release(lt_ctl->flusher_procno, int32(-1)); }
 
@@ -51,6 +53,7 @@ void publish(uint64 n, int64 started_us) {
 	lt::store_relaxed(ctl->last_flush_max_latency_us, max_latency);
 	lt::store_relaxed(ctl->last_flush_duration_us, uint64(now - started_us));
 	lt::store_relaxed(ctl->last_flush_us, uint64(now));
+	cost.observe(n, double(now - started_us));
 	ConditionVariableBroadcast(&ctl->flushed_cv);
 	// ACKs can go out now, and paused connections may read again.
 	if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->listener_procno)))
@@ -142,18 +145,17 @@ void livetrack_flusher_main(Datum) {
 			lt_worker_sleep(lt_flush_interval_ms);
 			continue;
 		}
-		// Flush a full batch at once; a partial one when its oldest record has
-		// waited flush_interval, or when wait_flushed() asks.
-		bool go = n >= batch || lt::load_acquire(lt_ctl->flush_req) > lt_ring.tail();
-		if (!go) {
-			lt::Ping oldest;
-			lt_ring.peek(0, oldest);
-			int64 waited_ms = (lt::now_us() - oldest.received_us) / 1000;
-			go = waited_ms >= lt_flush_interval_ms;
-			if (!go) {
-				lt_worker_sleep(lt_flush_interval_ms - waited_ms);
-				continue;
-			}
+		// A full batch goes at once; a partial one when it must start to be
+		// committed within flush_interval of its oldest record's receipt, or
+		// when wait_flushed() asks.
+		lt::Ping oldest;
+		lt_ring.peek(0, oldest);
+		lt::FlushDecision d =
+		    lt::plan_flush(n, batch, lt::now_us() - oldest.received_us, int64(lt_flush_interval_ms) * 1000, cost,
+		                   lt::load_acquire(lt_ctl->flush_req) > lt_ring.tail());
+		if (!d.go) {
+			lt_worker_sleep((d.sleep_us + 999) / 1000);
+			continue;
 		}
 		if (!flush(n, extension))
 			extension = InvalidOid;

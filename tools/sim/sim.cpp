@@ -49,6 +49,7 @@ struct Options {
 	double report = 1;
 	bool summary_json = false;
 	std::string probe_dsn;
+	double probe_warmup = 0; // seconds of probes left out of the figures
 };
 
 void usage() {
@@ -71,7 +72,8 @@ void usage() {
 	    "  --seed X             random seed (1)\n"
 	    "  --report S           status line every S s; 0 = only the summary (1)\n"
 	    "  --summary-json       final summary as one JSON object on stdout\n"
-	    "  --probe-dsn DSN      measure receipt->visible and receipt->committed latency\n",
+	    "  --probe-dsn DSN      measure receipt->visible and receipt->committed latency\n"
+	    "  --probe-warmup S     leave probes of the first S s out of the figures (0)\n",
 	    stderr);
 }
 
@@ -148,6 +150,8 @@ Options parse(int argc, char **argv) {
 			o.summary_json = true;
 		} else if (a == "--probe-dsn") {
 			o.probe_dsn = val();
+		} else if (a == "--probe-warmup") {
+			o.probe_warmup = tool::parse_double(a, val(), 0, 86400);
 		} else {
 			die("unknown option %s (see --help)", a.c_str());
 		}
@@ -535,29 +539,34 @@ PGresult *exec_prepared(PGconn *c, const char *stmt, int n, const char *const *v
 	return nullptr;
 }
 
-// Every ~20 ms one UDP binary fix for the probe driver (id-base + drivers,
-// ts strictly increasing), without waiting for earlier probes, so the
-// sampling rate does not depend on the latency. In between, a tight loop of
-// queries: the live position (one query answers every pending probe: same
-// driver, increasing ts), then the history row of each visible probe.
-void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t end) {
+// Every ~20 ms one fix for the probe driver (id-base + drivers, ts strictly
+// increasing) on a TCP connection of its own, without waiting for earlier
+// probes, so the sampling rate does not depend on the latency.
+//  - receipt->visible: driver_position() is polled every 200 µs, and only
+//    while the newest probe is not visible yet (one query answers for every
+//    earlier probe: same driver, increasing ts);
+//  - receipt->committed: the probe's ACK, which the server sends only after
+//    the commit (an upper bound: it includes the ACK's trip back).
+// Polling gently matters: the probes share the machine with the server they
+// measure, and a busy loop of queries would slow the very flushes it times.
+void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t start, int64_t end) {
+	constexpr int64_t kPollUs = 200;
 	std::string err;
 	PGconn *c = tool::pg_connect(o.probe_dsn, err);
-	if (!c) {
+	int fd = c ? tcp_connect(addr, err) : -1;
+	if (fd < 0) {
 		std::fprintf(stderr, "sim probe: %s\n", err.c_str());
+		if (c)
+			PQfinish(c);
 		p.failed = true;
 		return;
 	}
-	const Oid pos_types[1] = {20}, hist_types[2] = {20, 1184}; // int8, timestamptz
+	const Oid pos_types[1] = {20}; // int8
 	PGresult *r1 = PQprepare(c, "pos", "SELECT ts FROM livetrack.driver_position($1)", 1, pos_types);
-	PGresult *r2 = PQprepare(c, "hist", "SELECT 1 FROM livetrack.pings WHERE driver_id = $1 AND ts = $2", 2,
-	                         hist_types);
-	bool ok = PQresultStatus(r1) == PGRES_COMMAND_OK && PQresultStatus(r2) == PGRES_COMMAND_OK;
+	bool ok = PQresultStatus(r1) == PGRES_COMMAND_OK;
 	if (!ok)
-		std::fprintf(stderr, "sim probe: prepare: %s%s", PQresultErrorMessage(r1), PQresultErrorMessage(r2));
+		std::fprintf(stderr, "sim probe: prepare: %s", PQresultErrorMessage(r1));
 	PQclear(r1);
-	PQclear(r2);
-	int fd = udp_socket(addr);
 	fleet::Rng rng(o.seed ^ 0x50524F4245ull);
 	fleet::Driver d;
 	fleet::init_driver(d, o.id_base + o.drivers, o.city, rng, lt::now_us());
@@ -566,14 +575,69 @@ void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t end) {
 	const int id_len = 8;
 
 	struct Pending {
+		uint64_t n;       // message number on the connection (what its ACK says)
 		int64_t t0;       // monotonic send time
-		char ts[8];       // the fix's ts as a binary timestamptz parameter
-		int64_t ts_pg;
+		int64_t ts_pg;    // the fix's ts as a timestamptz
 		bool visible;
+		bool counted;     // sent after the warm-up
 	};
-	std::deque<Pending> q;
+	std::deque<Pending> q; // sent, not acknowledged yet, in order
+	const int64_t counted_from = start + int64_t(o.probe_warmup * 1e6);
+	uint64_t sent_msgs = 0;
 	int64_t last_ts = 0, next_send = lt::mono_us();
 	uint8_t msg[lt::wire::kHeaderSize + lt::wire::kRecordSize];
+	uint8_t in[1024];
+	size_t in_len = 0;
+	auto poll_visible = [&]() -> bool {
+		const char *vals[1] = {id};
+		PGresult *r = exec_prepared(c, "pos", 1, vals, &id_len);
+		if (!r)
+			return false;
+		int64_t now = lt::mono_us();
+		if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && PQgetlength(r, 0, 0) == 8) {
+			int64_t live = int64_t(tool::get_be64(PQgetvalue(r, 0, 0)));
+			for (Pending &x : q)
+				if (!x.visible && live >= x.ts_pg) {
+					x.visible = true;
+					if (x.counted)
+						p.visible_ms.push_back(double(now - x.t0) / 1000.0);
+				}
+		}
+		PQclear(r);
+		return true;
+	};
+	// Each ACK commits its probe (in order; ones that timed out are skipped).
+	auto read_acks = [&]() -> bool {
+		ssize_t got = recv(fd, in + in_len, sizeof in - in_len, MSG_DONTWAIT);
+		if (got < 0 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		if (got <= 0) {
+			std::fprintf(stderr, "sim probe: the server closed the connection\n");
+			return false;
+		}
+		in_len += size_t(got);
+		int64_t at = lt::mono_us();
+		size_t off = 0;
+		for (; in_len - off >= lt::wire::kAckSize; off += lt::wire::kAckSize) {
+			lt::wire::Ack a;
+			if (!lt::wire::decode_ack(in + off, a) || a.status != lt::wire::kAckAll) {
+				std::fprintf(stderr, "sim probe: unexpected reply to a probe\n");
+				return false;
+			}
+			while (!q.empty() && q.front().n < a.n)
+				q.pop_front();
+			if (q.empty() || q.front().n != a.n)
+				continue;
+			if (!q.front().visible && !poll_visible()) // committed, so certainly live
+				return false;
+			if (q.front().counted)
+				p.committed_ms.push_back(double(at - q.front().t0) / 1000.0);
+			q.pop_front();
+		}
+		std::memmove(in, in + off, in_len - off);
+		in_len -= off;
+		return true;
+	};
 	while (ok && tool::signals() < 2) {
 		int64_t now = lt::mono_us();
 		bool more = sending(end);
@@ -586,60 +650,30 @@ void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t end) {
 			last_ts = f.ts_ms;
 			lt::wire::encode_header(msg, lt::wire::Header{lt::wire::kVersion, 0, 1, 0, 0, 0});
 			lt::wire::encode_record(msg + lt::wire::kHeaderSize, f);
-			Pending x{lt::mono_us(), {}, f.ts_ms * 1000 - tool::kPgEpochUnixUs, false};
-			tool::put_be64(x.ts, uint64_t(x.ts_pg));
-			if (send(fd, msg, sizeof msg, 0) == ssize_t(sizeof msg)) {
-				q.push_back(x);
+			int64_t t0 = lt::mono_us();
+			if (send(fd, msg, sizeof msg, MSG_NOSIGNAL) != ssize_t(sizeof msg)) {
+				std::fprintf(stderr, "sim probe: send: %s\n", std::strerror(errno));
+				ok = false;
+				break;
+			}
+			q.push_back(Pending{++sent_msgs, t0, f.ts_ms * 1000 - tool::kPgEpochUnixUs, false, t0 >= counted_from});
+			if (t0 >= counted_from)
 				p.sent.fetch_add(1, std::memory_order_relaxed);
-			} // else: the senders report send errors
 		}
-		if (q.empty()) {
-			tool::sleep_until(next_send);
-			continue;
-		}
-		if (!q.back().visible) {
-			const char *vals[1] = {id};
-			PGresult *r = exec_prepared(c, "pos", 1, vals, &id_len);
-			if (!r) {
-				ok = false;
-				break;
-			}
-			now = lt::mono_us();
-			if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && PQgetlength(r, 0, 0) == 8) {
-				int64_t live = int64_t(tool::get_be64(PQgetvalue(r, 0, 0)));
-				for (Pending &x : q)
-					if (!x.visible && live >= x.ts_pg) {
-						x.visible = true;
-						p.visible_ms.push_back(double(now - x.t0) / 1000.0);
-					}
-			}
-			PQclear(r);
-		}
-		for (auto it = q.begin(); it != q.end();) {
-			if (!it->visible) {
-				++it;
-				continue;
-			}
-			const char *vals[2] = {id, it->ts};
-			const int lens[2] = {8, 8};
-			PGresult *r = exec_prepared(c, "hist", 2, vals, lens);
-			if (!r) {
-				ok = false;
-				break;
-			}
-			bool hit = PQntuples(r) > 0;
-			PQclear(r);
-			if (hit) {
-				p.committed_ms.push_back(double(lt::mono_us() - it->t0) / 1000.0);
-				it = q.erase(it);
-			} else {
-				++it;
-			}
-		}
+		bool looking = !q.empty() && !q.back().visible;
+		if (looking && !(ok = poll_visible()))
+			break;
+		looking = !q.empty() && !q.back().visible;
+		int64_t wait_us = looking ? kPollUs : std::max<int64_t>(0, (more ? next_send : now + 100000) - lt::mono_us());
+		pollfd pf{fd, POLLIN, 0};
+		timespec ts{time_t(wait_us / 1000000), long(wait_us % 1000000) * 1000};
+		if (ppoll(&pf, 1, &ts, nullptr) > 0 && !(ok = read_acks()))
+			break;
 		now = lt::mono_us();
 		while (!q.empty() && now - q.front().t0 > kProbeTimeoutUs) {
+			if (q.front().counted)
+				p.timed_out.fetch_add(1, std::memory_order_relaxed);
 			q.pop_front();
-			p.timed_out.fetch_add(1, std::memory_order_relaxed);
 		}
 	}
 	p.failed = !ok;
@@ -713,7 +747,7 @@ int main(int argc, char **argv) {
 		});
 	Probe probe;
 	if (!o.probe_dsn.empty())
-		threads.emplace_back([&] { run_probe(o, addr, probe, end); });
+		threads.emplace_back([&] { run_probe(o, addr, probe, start, end); });
 
 	// Report until every sender is done; note when sending stopped.
 	int64_t stopped = 0, next_report = start + int64_t(o.report * 1e6);
@@ -771,9 +805,9 @@ int main(int argc, char **argv) {
 		             (unsigned long long)t.rejected, t.order_errors ? "; ACKS OUT OF ORDER" : "");
 	if (!o.probe_dsn.empty())
 		std::fprintf(human,
-		             "  probes: %llu (%llu timed out); receipt->visible p50 %.2f p99 %.2f max %.2f ms; "
-		             "receipt->committed p50 %.2f p99 %.2f max %.2f ms\n",
-		             (unsigned long long)probe.sent.load(), (unsigned long long)probe.timed_out.load(),
+		             "  probes: %llu after %g s of warm-up (%llu timed out); receipt->visible p50 %.2f p99 %.2f max %.2f ms; "
+		             "receipt->committed (ACK) p50 %.2f p99 %.2f max %.2f ms\n",
+		             (unsigned long long)probe.sent.load(), o.probe_warmup, (unsigned long long)probe.timed_out.load(),
 		             tool::percentile(pv, .5), tool::percentile(pv, .99), tool::percentile(pv, 1),
 		             tool::percentile(pc, .5), tool::percentile(pc, .99), tool::percentile(pc, 1));
 	if (o.summary_json) {
