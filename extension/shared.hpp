@@ -40,7 +40,8 @@ struct LtControl {
 	ConditionVariable flushed_cv;
 
 	lt::Counters counters;
-	lt::Histogram flush_latency_us; // receipt -> commit, per record
+	lt::Histogram flush_latency_us;   // receipt -> commit, per record (flusher)
+	lt::Histogram visible_latency_us; // kernel receipt -> live state, per UDP record (listener)
 	uint64 last_flush_us;           // Unix µs of the last commit
 	uint64 last_flush_records;
 	uint64 last_flush_max_latency_us;

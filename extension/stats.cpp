@@ -28,6 +28,8 @@ LT_FUNCTION(livetrack_stats_rows) {
 	put(rsinfo, "tcp_connections", lt::load_relaxed(ctl->tcp_connections));
 	put(rsinfo, "flush_latency_p50_us", ctl->flush_latency_us.quantile(0.50));
 	put(rsinfo, "flush_latency_p99_us", ctl->flush_latency_us.quantile(0.99));
+	put(rsinfo, "visible_latency_p50_us", ctl->visible_latency_us.quantile(0.50));
+	put(rsinfo, "visible_latency_p99_us", ctl->visible_latency_us.quantile(0.99));
 	put(rsinfo, "last_flush_records", lt::load_relaxed(ctl->last_flush_records));
 	put(rsinfo, "last_flush_max_latency_us", lt::load_relaxed(ctl->last_flush_max_latency_us));
 	put(rsinfo, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us));

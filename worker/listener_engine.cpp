@@ -77,8 +77,9 @@ struct Conn {
 	size_t out_off = 0;
 };
 
-ListenerEngine::ListenerEngine(Ring<Ping> &ring, Ring<Ping> &ingest, LiveTable &live, Counters &counters)
-    : ring_(ring), ingest_(ingest), live_(live), c_(counters) {}
+ListenerEngine::ListenerEngine(Ring<Ping> &ring, Ring<Ping> &ingest, LiveTable &live, Counters &counters,
+                               Histogram *visible_latency)
+    : ring_(ring), ingest_(ingest), live_(live), c_(counters), visible_(visible_latency) {}
 
 ListenerEngine::~ListenerEngine() { close_all(); }
 
@@ -122,6 +123,7 @@ bool ListenerEngine::open(const EngineConfig &cfg, std::string &err) {
 				if (socktype == SOCK_DGRAM) {
 					set_sockopt(fd, SOL_SOCKET, SO_RCVBUF, 32 << 20); // capped by net.core.rmem_max
 					set_sockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, 1);      // report kernel drops
+					set_sockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1);   // receipt = when the kernel got it
 				}
 				if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 				    (socktype == SOCK_STREAM && listen(fd, 1024) != 0)) {
@@ -293,7 +295,7 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 	mmsghdr msgs[kUdpBatch];
 	iovec iov[kUdpBatch];
 	sockaddr_storage addrs[kUdpBatch];
-	alignas(cmsghdr) char ctrl[kUdpBatch][CMSG_SPACE(sizeof(uint32_t))];
+	alignas(cmsghdr) char ctrl[kUdpBatch][CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(timespec))];
 	int passes = drain ? 4096 : kUdpPasses;
 	for (int pass = 0; pass < passes; pass++) {
 		for (int i = 0; i < kUdpBatch; i++) {
@@ -313,32 +315,49 @@ void ListenerEngine::read_udp(int fd, bool drain) {
 		int64_t now = now_us();
 		for (int i = 0; i < n; i++) {
 			bump(c_.udp_datagrams);
-			note_kernel_drops(fd, msgs[i].msg_hdr);
+			int64_t received = read_control(fd, msgs[i].msg_hdr, now);
 			if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
 				bump(c_.received_messages);
 				bump(c_.rejected_malformed);
 				continue;
 			}
-			handle_datagram(static_cast<uint8_t *>(iov[i].iov_base), msgs[i].msg_len, loopback(addrs[i]), now);
+			uint64_t accepted = c_.accepted_records;
+			handle_datagram(static_cast<uint8_t *>(iov[i].iov_base), msgs[i].msg_len, loopback(addrs[i]), received);
+			if (visible_ && c_.accepted_records > accepted) {
+				int64_t lat = now_us() - received;
+				visible_->add(uint64_t(lat > 0 ? lat : 0), c_.accepted_records - accepted);
+			}
 		}
 		if (n < kUdpBatch)
 			return;
 	}
 }
 
-// The kernel counts datagrams it dropped on a full socket buffer (since the
-// socket was opened) and tells us with each datagram.
-void ListenerEngine::note_kernel_drops(int fd, msghdr &h) {
+// Each datagram comes with the kernel's receive time (the moment of receipt,
+// before any queueing in the socket buffer), and with the number of datagrams
+// the kernel dropped on a full buffer since the socket was opened. Returns
+// the receive time, or fallback_us without one.
+int64_t ListenerEngine::read_control(int fd, msghdr &h, int64_t fallback_us) {
+	int64_t received = fallback_us;
 	for (cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL)
+		if (c->cmsg_level != SOL_SOCKET)
 			continue;
-		uint32_t total;
-		std::memcpy(&total, CMSG_DATA(c), sizeof total);
-		uint32_t &seen = udp_drops_seen_[fd];
-		if (total > seen)
-			bump(c_.udp_kernel_drops, total - seen);
-		seen = total;
+		if (c->cmsg_type == SCM_TIMESTAMPNS) {
+			timespec ts;
+			std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+			int64_t us = int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+			if (us > 0 && us <= fallback_us)
+				received = us;
+		} else if (c->cmsg_type == SO_RXQ_OVFL) {
+			uint32_t total;
+			std::memcpy(&total, CMSG_DATA(c), sizeof total);
+			uint32_t &seen = udp_drops_seen_[fd];
+			if (total > seen)
+				bump(c_.udp_kernel_drops, total - seen);
+			seen = total;
+		}
 	}
+	return received;
 }
 
 void ListenerEngine::handle_datagram(const uint8_t *p, size_t n, bool lo, int64_t received_us) {

@@ -16,6 +16,7 @@
 
 #include "../core/counters.hpp"
 #include "../core/fix.hpp"
+#include "../core/histogram.hpp"
 #include "../core/live_table.hpp"
 #include "../core/message.hpp"
 #include "../core/ring.hpp"
@@ -35,7 +36,10 @@ struct Conn;
 
 class ListenerEngine {
 public:
-	ListenerEngine(Ring<Ping> &ring, Ring<Ping> &ingest, LiveTable &live, Counters &counters);
+	// visible_latency (optional) receives, per UDP record, the time from the
+	// kernel's receive timestamp to the record being in the live state.
+	ListenerEngine(Ring<Ping> &ring, Ring<Ping> &ingest, LiveTable &live, Counters &counters,
+	               Histogram *visible_latency = nullptr);
 	~ListenerEngine();
 	ListenerEngine(const ListenerEngine &) = delete;
 	ListenerEngine &operator=(const ListenerEngine &) = delete;
@@ -66,7 +70,7 @@ private:
 	void accept_all(int lfd);
 	void read_udp(int fd, bool drain);
 	void handle_datagram(const uint8_t *p, size_t n, bool loopback, int64_t received_us);
-	void note_kernel_drops(int fd, msghdr &h);
+	int64_t read_control(int fd, msghdr &h, int64_t fallback_us);
 	void read_conn(Conn *c, bool drain);
 	void process(Conn *c);
 	bool handle_frame(Conn *c, const uint8_t *p, size_t len);
@@ -83,6 +87,7 @@ private:
 	Ring<Ping> &ingest_;
 	LiveTable &live_;
 	Counters &c_;
+	Histogram *visible_;
 	EngineConfig cfg_;
 	int epfd_ = -1;
 	std::vector<int> udp_;

@@ -22,6 +22,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <thread>
 #include <vector>
 
 #include "core/clock.hpp"
@@ -87,6 +88,7 @@ protected:
 	Ring<Ping> ring{}, ingest{};
 	LiveTable live{};
 	Counters ctr{};
+	Histogram visible{};
 	std::unique_ptr<ListenerEngine> eng;
 	EngineConfig cfg;
 	int port = 0;
@@ -112,7 +114,8 @@ protected:
 		LiveTable::format(live_mem->p, drivers);
 		live.attach(live_mem->p);
 		std::memset(&ctr, 0, sizeof ctr);
-		eng = std::make_unique<ListenerEngine>(ring, ingest, live, ctr);
+		std::memset(&visible, 0, sizeof visible);
+		eng = std::make_unique<ListenerEngine>(ring, ingest, live, ctr, &visible);
 		cfg.addresses.clear();
 		if (ipv4_loopback)
 			cfg.addresses.push_back("127.0.0.1");
@@ -375,6 +378,31 @@ TEST_F(EngineTest, UdpBinaryMessageUpdatesLiveStateAndRing) {
 	EXPECT_EQ(v.lon_e7, -2);
 	EXPECT_EQ(v.status, kStatusBusy);
 	EXPECT_EQ(live.size(), 2u);
+}
+
+// Receipt is when the kernel got the datagram, not when the listener read
+// it: a datagram left 50 ms in the socket buffer says so, in its received
+// time and in the receipt-to-visible histogram.
+TEST_F(EngineTest, UdpReceiptIsTheKernelTimestamp) {
+	start();
+	int64_t now = now_ms();
+	int64_t sent_us = now_us();
+	udp_send(make_frame({make_fix(21, now, 1, 1), make_fix(22, now, 2, 2)}));
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	int64_t read_from_us = now_us();
+	ASSERT_TRUE(pump_until([&] { return ctr.accepted_records == 2; }));
+	auto r = ring_contents();
+	ASSERT_EQ(r.size(), 2u);
+	EXPECT_GE(r[0].received_us, sent_us);
+	EXPECT_LT(r[0].received_us, read_from_us - 40000);
+	EXPECT_EQ(r[1].received_us, r[0].received_us);
+	EXPECT_EQ(visible.total(), 2u);
+	EXPECT_GE(visible.quantile(0.5), 40000u);
+	EXPECT_LT(visible.quantile(0.5), 5000000u);
+	// Rejected records are not counted as visible.
+	udp_send(make_frame({make_fix(23, now, 950000000, 1)}));
+	ASSERT_TRUE(pump_until([&] { return ctr.rejected_range == 1; }));
+	EXPECT_EQ(visible.total(), 2u);
 }
 
 TEST_F(EngineTest, UdpBinaryRecordVerdictsAreCounted) {
