@@ -17,16 +17,29 @@ constexpr double kEarthRadiusM = 6371008.8;
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kDegToRad = kPi / 180.0;
 
-// Haversine in its atan2 form: accurate from millimetres to antipodes.
+// Haversine in its atan2 form (accurate from millimetres to antipodes), from
+// one point to many: the first point's cosine is computed once.
+class SphereFrom {
+public:
+	SphereFrom(double lat, double lon) : p1_(lat * kDegToRad), lon_(lon), cos_p1_(std::cos(p1_)) {}
+
+	double to(double lat2, double lon2) const {
+		double p2 = lat2 * kDegToRad;
+		double dlon = lon2 - lon_;
+		if (std::fabs(dlon) > 180) // the short way round; also makes +180 and -180 one meridian
+			dlon -= std::copysign(360.0, dlon);
+		double sdlat = std::sin((p2 - p1_) / 2), sdlon = std::sin(dlon * kDegToRad / 2);
+		double a = sdlat * sdlat + cos_p1_ * std::cos(p2) * sdlon * sdlon;
+		a = std::min(1.0, std::max(0.0, a));
+		return 2 * kEarthRadiusM * std::atan2(std::sqrt(a), std::sqrt(1 - a));
+	}
+
+private:
+	double p1_, lon_, cos_p1_;
+};
+
 inline double distance_m(double lat1, double lon1, double lat2, double lon2) {
-	double p1 = lat1 * kDegToRad, p2 = lat2 * kDegToRad;
-	double dlon = lon2 - lon1;
-	if (std::fabs(dlon) > 180) // the short way round; also makes +180 and -180 one meridian
-		dlon -= std::copysign(360.0, dlon);
-	double sdlat = std::sin((p2 - p1) / 2), sdlon = std::sin(dlon * kDegToRad / 2);
-	double a = sdlat * sdlat + std::cos(p1) * std::cos(p2) * sdlon * sdlon;
-	a = std::min(1.0, std::max(0.0, a));
-	return 2 * kEarthRadiusM * std::atan2(std::sqrt(a), std::sqrt(1 - a));
+	return SphereFrom(lat1, lon1).to(lat2, lon2);
 }
 
 // b - a in degrees of longitude, normalised to [-180, 180).

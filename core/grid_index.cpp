@@ -165,6 +165,18 @@ double cheap_bound_m(double qlat, double qlon, double lat0, double lat1, double 
 	return bound * (1 - 1e-9) - 1e-3; // never prune over rounding
 }
 
+// cheap_bound_m() for a point: the bound every candidate driver gets.
+inline double point_bound_m(double qlat, double qlon, double lat, double lon, double cos_min) {
+	double dlon = std::fabs(lon - qlon);
+	if (dlon > 180)
+		dlon = 360 - dlon;
+	double y = std::min(dlon, 180 - dlon) * geo::kDegToRad;
+	double across = cos_min * (y - y * y * y / 6);
+	double along = std::fabs(lat - qlat) * geo::kDegToRad;
+	double bound = geo::kEarthRadiusM * (along > across ? along : across) * geo::kSphereLowerRatio;
+	return bound * (1 - 1e-9) - 1e-3;
+}
+
 // row_cos_min() for the few rows one search touches, computed once each.
 class RowCos {
 public:
@@ -204,10 +216,15 @@ uint32_t GridIndex::slots_for(uint32_t max_drivers) {
 // until a rebuild compacts it.
 static uint32_t pool_for(uint32_t max_entries) { return 4 * max_entries + 4096; }
 
-// Layout: header | cells | pool | cell[] | pos[].
+// Layout: header | cells | pool | cell[] | pos[] | (8-aligned) areas.
+static size_t areas_offset(uint32_t slots, uint32_t max_entries) {
+	size_t off = sizeof(GridHeader) + size_t(slots) * sizeof(GridCell) +
+	             size_t(pool_for(max_entries)) * sizeof(GridRecord) + 2 * size_t(max_entries) * sizeof(uint32_t);
+	return (off + 7) & ~size_t(7);
+}
+
 size_t GridIndex::bytes_needed(uint32_t slots, uint32_t max_entries) {
-	return sizeof(GridHeader) + size_t(slots) * sizeof(GridCell) + size_t(pool_for(max_entries)) * sizeof(GridRecord) +
-	       2 * size_t(max_entries) * sizeof(uint32_t);
+	return areas_offset(slots, max_entries) + kAreaWords * sizeof(uint64_t);
 }
 
 void GridIndex::format(void *mem, uint32_t slots, uint32_t max_entries) {
@@ -232,6 +249,12 @@ void GridIndex::attach(void *mem) {
 	pool_ = reinterpret_cast<GridRecord *>(cells_ + h_->capacity);
 	cell_ = reinterpret_cast<uint32_t *>(pool_ + h_->pool_size);
 	pos_ = cell_ + h_->entries;
+	areas_ = reinterpret_cast<uint64_t *>(static_cast<char *>(mem) + areas_offset(h_->capacity, h_->entries));
+}
+
+bool GridIndex::area_used(uint32_t lat_cell, uint32_t lon_cell) const {
+	size_t bit = size_t(lat_cell >> kAreaShift) * kLonAreas + (lon_cell >> kAreaShift);
+	return (load_relaxed(areas_[bit / 64]) >> (bit % 64)) & 1;
 }
 
 uint32_t GridIndex::used() const { return load_relaxed(h_->used); }
@@ -280,6 +303,11 @@ uint32_t GridIndex::insert(uint64_t key) {
 			for (uint32_t &b : c.by_status)
 				store_relaxed(b, 0u);
 			c.size_class = 0;
+			// The area's bit goes up before any reader can find the cell.
+			uint32_t lat = uint32_t((key - 1) >> 32), lon = uint32_t(key - 1);
+			size_t bit = size_t(lat >> kAreaShift) * kLonAreas + (lon >> kAreaShift);
+			uint64_t &word = areas_[bit / 64];
+			store_relaxed(word, load_relaxed(word) | uint64_t(1) << (bit % 64));
 			store_release(c.key, key); // publish a ready cell
 			store_relaxed(h_->used, load_relaxed(h_->used) + 1);
 			return i;
@@ -424,6 +452,8 @@ void GridIndex::rebuild(LiveEntry *entries, uint32_t n, uint32_t held) {
 	h_->pool_top = 0;
 	for (uint32_t &f : h_->free_head)
 		f = kNoEntry;
+	for (size_t w = 0; w < kAreaWords; w++)
+		store_relaxed(areas_[w], uint64_t(0));
 	for (uint32_t i = 0; i < n; i++) {
 		store_relaxed(cell_[i], kNoEntry);
 		// At most one cell per entry, 2 slots and 4 records per entry: it fits.
@@ -453,6 +483,8 @@ void GridIndex::clear() {
 	}
 	for (uint32_t i = 0; i < h_->entries; i++)
 		store_relaxed(cell_[i], kNoEntry);
+	for (size_t w = 0; w < kAreaWords; w++)
+		store_relaxed(areas_[w], uint64_t(0));
 	store_relaxed(h_->used, 0u);
 	h_->pool_top = 0;
 	for (uint32_t &f : h_->free_head)
@@ -472,8 +504,9 @@ bool GridIndex::read_cell(uint32_t slot, std::vector<GridRecord> &out) const {
 		out.clear();
 		if (n > 0 && (b == kNoEntry || uint64_t(b) + n > h_->pool_size))
 			continue; // changing under us; the version will say so
+		out.resize(n);
 		for (uint32_t k = 0; k < n; k++)
-			out.push_back(load_record(pool_[b + k]));
+			out[k] = load_record(pool_[b + k]);
 		fence_acquire();
 		if (load_relaxed(c.version) == v1)
 			return true;
@@ -512,6 +545,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	//  - at the end the survivors (about k + 1 %) are read from their entries
 	//    and get their exact geodesic.
 	geo::GeodesicFrom origin(q.lat, q.lon);
+	geo::SphereFrom sphere(q.lat, q.lon);
 	const int64_t min_s = q.min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(q.min_ts_ms, 1000);
 	const uint32_t min_meta_time = min_s == INT64_MIN ? 0 : meta_of(0, min_s * 1000) & kTimeMask;
 	std::vector<std::pair<double, uint32_t>> cands; // sphere distance, entry index
@@ -523,9 +557,9 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		if ((q.status != 0 && meta_status(r.meta) != q.status) || (r.meta & kTimeMask) < min_meta_time)
 			return;
 		double lat = r.lat_e7 / 1e7, lon = r.lon_e7 / 1e7;
-		if (cheap_bound_m(q.lat, q.lon, lat, lat, lon, lon, cos_min) > limit())
+		if (point_bound_m(q.lat, q.lon, lat, lon, cos_min) > limit())
 			return;
-		double s = geo::distance_m(q.lat, q.lon, lat, lon);
+		double s = sphere.to(lat, lon);
 		if (s * geo::kSphereLowerRatio > limit())
 			return;
 		cands.emplace_back(s, r.index);
@@ -609,26 +643,32 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		if (f.bound > limit())
 			break;
 		frontier.pop();
-		uint32_t slot = find((uint64_t(f.lat) << 32 | f.lon) + 1);
+		uint32_t slot = area_used(f.lat, f.lon) ? find((uint64_t(f.lat) << 32 | f.lon) + 1) : kNoEntry;
 		if (slot != kNoEntry && worth_reading(cells_[slot])) {
 			if (!read_cell(slot, cell))
 				return brute_force();
-			// Nearest first (by a flat-earth estimate), so the top k fills with
-			// close drivers and the rest is pruned early.
-			order.clear();
-			for (uint32_t i = 0; i < cell.size(); i++) {
-				double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = cell[i].lon_e7 / 1e7 - q.lon;
-				if (dx > 180)
-					dx -= 360;
-				else if (dx < -180)
-					dx += 360;
-				dx *= cos_q;
-				order.emplace_back(dy * dy + dx * dx, i);
-			}
-			std::sort(order.begin(), order.end());
 			double cos_min = row_cos(f.lat);
-			for (const auto &o : order)
-				consider(cell[o.second], cos_min);
+			if (upper.size() < q.k) {
+				// While fewer than k drivers are sure, the limit is loose: try
+				// this cell's nearest first (by a flat-earth estimate), so the
+				// top k fills with close drivers and the rest is pruned early.
+				order.clear();
+				for (uint32_t i = 0; i < cell.size(); i++) {
+					double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = cell[i].lon_e7 / 1e7 - q.lon;
+					if (dx > 180)
+						dx -= 360;
+					else if (dx < -180)
+						dx += 360;
+					dx *= cos_q;
+					order.emplace_back(dy * dy + dx * dx, i);
+				}
+				std::sort(order.begin(), order.end());
+				for (const auto &o : order)
+					consider(cell[o.second], cos_min);
+			} else {
+				for (const GridRecord &r : cell)
+					consider(r, cos_min);
+			}
 		}
 		for (int di = -1; di <= 1; di++) {
 			for (int dj = -1; dj <= 1; dj++) {
@@ -695,7 +735,8 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	std::vector<uint32_t> ids;
 	for (uint32_t i = i0; i <= i1; i++) {
 		for (int64_t j = j0; j <= j1; j++) {
-			uint32_t slot = find((uint64_t(i) << 32 | uint32_t(j % kLonCells)) + 1);
+			uint32_t jj = uint32_t(j % kLonCells);
+			uint32_t slot = area_used(i, jj) ? find((uint64_t(i) << 32 | jj) + 1) : kNoEntry;
 			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0 ||
 			    int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
 				continue;

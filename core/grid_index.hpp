@@ -46,6 +46,14 @@ class LiveTable;
 constexpr int kCellsPerDegree = LT_CELLS_PER_DEGREE;
 constexpr uint32_t kLatCells = 180 * kCellsPerDegree;
 constexpr uint32_t kLonCells = 360 * kCellsPerDegree;
+// Areas of 8 x 8 cells (3.5 km north-south) with one bit each: set once a
+// cell there has held a driver. A search through empty country checks a
+// bit in a few cache lines instead of probing the cell hash for every cell.
+constexpr int kAreaShift = 3;
+constexpr uint32_t kLatAreas = kLatCells >> kAreaShift;
+constexpr uint32_t kLonAreas = kLonCells >> kAreaShift;
+constexpr size_t kAreaWords = size_t(kLatAreas) * kLonAreas / 64;
+static_assert(kLonAreas % 64 == 0, "a row of areas is whole words");
 
 struct GridCell {
 	uint64_t key;          // cell id + 1; 0 = free slot
@@ -136,12 +144,14 @@ private:
 	void begin_rebuild();
 	void end_rebuild();
 	bool read_cell(uint32_t slot, std::vector<GridRecord> &out) const;
+	bool area_used(uint32_t lat_cell, uint32_t lon_cell) const;
 
 	GridHeader *h_;
 	GridCell *cells_;
 	GridRecord *pool_;
 	uint32_t *cell_; // per entry: its cell's slot
 	uint32_t *pos_;  // per entry: its record's place in that cell's block
+	uint64_t *areas_; // kAreaWords: bit set = some cell of the area exists
 };
 
 } // namespace lt

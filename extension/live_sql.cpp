@@ -60,8 +60,7 @@ static void check_live_desc(TupleDesc desc) {
 // livetrack._live(): the rows behind the livetrack.live view.
 LT_FUNCTION(livetrack_live_rows) {
 	lt_require_shared();
-	InitMaterializedSRF(fcinfo, 0);
-	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
 	check_live_desc(rsinfo->setDesc);
 	int64 now = lt::now_us();
 	uint32 n = lt_live.size();
@@ -76,8 +75,7 @@ LT_FUNCTION(livetrack_live_rows) {
 // livetrack.driver_position(driver_id): zero or one row of livetrack.live.
 LT_FUNCTION(livetrack_driver_position) {
 	lt_require_shared();
-	InitMaterializedSRF(fcinfo, 0);
-	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
 	check_live_desc(rsinfo->setDesc);
 	int64 id = PG_GETARG_INT64(0);
 	lt::LiveView v;

@@ -98,6 +98,16 @@ template <typename F> Datum pg_entry(F &&fn) {
 
 } // namespace lt
 
+// Starts a set-returning call in materialize mode. The executor usually says
+// which row type it expects; using that skips rebuilding the type from the
+// catalog on every call (which costs more than a nearest-driver search).
+inline ReturnSetInfo *lt_init_srf(FunctionCallInfo fcinfo) {
+	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	bool expected = rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->expectedDesc != NULL;
+	InitMaterializedSRF(fcinfo, expected ? MAT_SRF_USE_EXPECTED_DESC : 0);
+	return rsinfo;
+}
+
 // Declares a SQL-callable function whose body is C++ guarded by pg_entry.
 #define LT_FUNCTION(name)                                                                                     \
 	extern "C" {                                                                                              \

@@ -64,8 +64,7 @@ LT_FUNCTION(livetrack_nearest_drivers) {
 	if (!(radius >= 0))
 		bad_argument("radius_m must be a non-negative number");
 	lt::NearestQuery q{lat, lon, uint32(k), radius, status_arg(fcinfo, 4), min_ts_arg(fcinfo, 5)};
-	InitMaterializedSRF(fcinfo, 0);
-	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
 
 	std::vector<lt::Neighbor> found;
 	lt_live.grid().nearest(lt_live, q, found);
@@ -88,8 +87,7 @@ LT_FUNCTION(livetrack_nearest_drivers) {
 // poles, so it is widened (or dropped for very large areas).
 LT_FUNCTION(livetrack_live_in_box) {
 	lt_require_shared();
-	InitMaterializedSRF(fcinfo, 0);
-	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
 	for (int i = 0; i < 4; i++)
 		if (PG_ARGISNULL(i))
 			return (Datum)0; // an empty area has no bounding box

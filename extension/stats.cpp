@@ -13,8 +13,7 @@ static void put(ReturnSetInfo *rsinfo, const char *metric, uint64 value) {
 
 LT_FUNCTION(livetrack_stats_rows) {
 	lt_require_shared();
-	InitMaterializedSRF(fcinfo, 0);
-	auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
 	const LtControl *ctl = lt_ctl;
 	const lt::Counters &c = ctl->counters;
 #define LT_PUT(name) put(rsinfo, #name, lt::load_relaxed(c.name));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -278,6 +279,11 @@ TEST(LiveTable, Clear) {
 	EXPECT_TRUE(r.reg);
 	ASSERT_TRUE(h.t.get(2, v));
 	EXPECT_EQ(v.ts_ms, 5);
+	// The spatial index forgot the old drivers and files the new one.
+	std::vector<Neighbor> near;
+	h.t.grid().nearest(h.t, NearestQuery{0, 0, 5, INFINITY, 0, INT64_MIN}, near);
+	ASSERT_EQ(near.size(), 1u);
+	EXPECT_EQ(near[0].v.driver_id, 2u);
 }
 
 // One writer (the listener) moves drivers and adds new ones; another thread
