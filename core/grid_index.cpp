@@ -681,8 +681,12 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 				double lat0 = -90.0 + double(ni) * kCellDeg, lon0 = -180.0 + double(nj) * kCellDeg;
 				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg,
 				                         row_cos(uint32_t(ni)));
-				if (b <= limit())
-					frontier.push({b, uint32_t(ni), nj});
+				if (b > limit())
+					continue;
+				frontier.push({b, uint32_t(ni), nj});
+				// Its hash slot is likely a cache miss: start loading it now.
+				if (area_used(uint32_t(ni), nj))
+					__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(ni) << 32 | nj) + 1)) & (h_->capacity - 1)]);
 			}
 		}
 		if (seen.size() > budget)
