@@ -35,26 +35,37 @@ struct Histogram {
 
 	void add(uint64_t v, uint64_t n = 1) { bump(counts[bucket(v)], n); }
 
-	uint64_t total() const {
+	// What bucket i gained since `since` (a copy taken earlier), or all of it.
+	uint64_t count(int i, const Histogram *since = nullptr) const {
+		uint64_t now = load_relaxed(counts[i]), then = since ? load_relaxed(since->counts[i]) : 0;
+		return now > then ? now - then : 0;
+	}
+	uint64_t total(const Histogram *since = nullptr) const {
 		uint64_t t = 0;
 		for (int i = 0; i < kBuckets; i++)
-			t += load_relaxed(counts[i]);
+			t += count(i, since);
 		return t;
 	}
-	// q in [0,1]; 0 when empty.
-	uint64_t quantile(double q) const {
-		uint64_t t = total();
+	// q in [0,1], over what was added since `since` (or ever); 0 when empty.
+	uint64_t quantile(double q, const Histogram *since = nullptr) const {
+		uint64_t t = total(since);
 		if (t == 0)
 			return 0;
 		uint64_t want = uint64_t(q * double(t) + 0.5), seen = 0;
 		if (want < 1)
 			want = 1;
 		for (int i = 0; i < kBuckets; i++) {
-			seen += load_relaxed(counts[i]);
+			seen += count(i, since);
 			if (seen >= want)
 				return upper(i);
 		}
 		return upper(kBuckets - 1);
+	}
+	// Copies the counts into `to`, which a reader can then pass as `since`.
+	// Only `to` is written, so this never races with the histogram's writer.
+	void copy_to(Histogram &to) const {
+		for (int i = 0; i < kBuckets; i++)
+			store_relaxed(to.counts[i], load_relaxed(counts[i]));
 	}
 };
 static_assert(std::is_trivially_copyable_v<Histogram>);

@@ -42,6 +42,11 @@ struct LtControl {
 	lt::Counters counters;
 	lt::Histogram flush_latency_us;   // receipt -> commit, per record (flusher)
 	lt::Histogram visible_latency_us; // kernel receipt -> live state, per UDP record (listener)
+	// livetrack.reset_stats() copies the counters and histograms here, and
+	// livetrack.stats reports what came since: the writers are never touched.
+	lt::Counters counters_base;
+	lt::Histogram flush_latency_base;
+	lt::Histogram visible_latency_base;
 	uint64 last_flush_us;           // Unix µs of the last commit
 	uint64 last_flush_records;
 	uint64 last_flush_max_latency_us;

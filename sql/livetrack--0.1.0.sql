@@ -183,3 +183,9 @@ CREATE FUNCTION livetrack._stats() RETURNS TABLE (metric text, value bigint)
 AS 'MODULE_PATHNAME', 'livetrack_stats_rows' LANGUAGE C VOLATILE;
 
 CREATE VIEW livetrack.stats AS SELECT metric, value FROM livetrack._stats();
+
+-- Counters and latency figures start again from zero (gauges are untouched).
+-- Like pg_stat_reset(), for superusers unless granted.
+CREATE FUNCTION livetrack.reset_stats() RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_reset_stats' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION livetrack.reset_stats() FROM PUBLIC;

@@ -19,3 +19,26 @@ SELECT max(value) FILTER (WHERE metric = 'accepted_records') - :accepted AS acce
        max(value) FILTER (WHERE metric = 'ring_used') = 0 AS ring_drained,
        max(value) FILTER (WHERE metric = 'listener_state') AS listener_state
 FROM livetrack.stats;
+
+-- reset_stats(): counters and latency figures start again from zero; gauges
+-- such as live_drivers are untouched.
+SELECT livetrack.reset_stats();
+SELECT max(value) FILTER (WHERE metric = 'accepted_records') AS accepted_after_reset,
+       max(value) FILTER (WHERE metric = 'flush_latency_p99_us') AS flush_p99_after_reset,
+       max(value) FILTER (WHERE metric = 'live_drivers') > 0 AS gauges_untouched
+FROM livetrack.stats;
+SELECT livetrack.ingest(5100 + i, 1, 1) FROM generate_series(1, 3) i;
+SELECT livetrack.wait_flushed();
+SELECT max(value) FILTER (WHERE metric = 'accepted_records') AS accepted_since,
+       max(value) FILTER (WHERE metric = 'flushed_records') AS flushed_since,
+       max(value) FILTER (WHERE metric = 'flush_latency_p99_us') > 0 AS latency_again
+FROM livetrack.stats;
+
+-- Like pg_stat_reset(), only for superusers unless granted.
+CREATE ROLE livetrack_regress_nobody;
+GRANT USAGE ON SCHEMA livetrack TO livetrack_regress_nobody;
+SET ROLE livetrack_regress_nobody;
+SELECT livetrack.reset_stats();
+RESET ROLE;
+REVOKE USAGE ON SCHEMA livetrack FROM livetrack_regress_nobody;
+DROP ROLE livetrack_regress_nobody;

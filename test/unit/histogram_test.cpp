@@ -159,3 +159,21 @@ TEST(Histogram, WorstCaseIsUnderSixAndAQuarterPercent) {
 	EXPECT_LT(double(h.quantile(0.5)), double(uint64_t{1} << 20) * 1.0625);
 	EXPECT_GT(double(h.quantile(0.5)), double(uint64_t{1} << 20) * 1.06) << "the bound is tight";
 }
+
+// A copy taken earlier turns the histogram into "since then": what
+// livetrack.reset_stats() does without writing to the live histogram.
+TEST(Histogram, QuantileSinceACopy) {
+	Histogram h{}, base{};
+	for (int i = 0; i < 1000; i++)
+		h.add(5000); // an old slow period
+	h.copy_to(base);
+	EXPECT_EQ(h.total(&base), 0u);
+	EXPECT_EQ(h.quantile(0.99, &base), 0u);
+	for (int i = 0; i < 100; i++)
+		h.add(100);
+	EXPECT_EQ(h.total(&base), 100u);
+	EXPECT_GE(h.quantile(0.99, &base), 100u);
+	EXPECT_LT(h.quantile(0.99, &base), 107u);
+	EXPECT_GE(h.quantile(0.99), 5000u); // without the copy the old period shows
+	EXPECT_EQ(h.total(), 1100u);
+}
