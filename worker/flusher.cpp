@@ -81,6 +81,8 @@ bool flush(uint64 n, Oid ext) {
 		PopActiveSnapshot();
 	}
 	CommitTransactionCommand();
+	// Table and WAL statistics (what autovacuum goes by); at most once a second.
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(batch_ctx);

@@ -9,6 +9,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "pgstat.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
@@ -213,4 +214,5 @@ void lt_history_maintain(void) {
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	pgstat_report_stat(false);
 }
