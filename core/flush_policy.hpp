@@ -19,18 +19,19 @@ namespace lt {
 
 // Plain data (no constructor): the flusher keeps one as a global.
 struct FlushCost {
-	double fixed_us;      // per transaction: start, commit, WAL flush
-	double per_record_us; // heap, indexes, WAL
+	double fixed_us;      // per transaction: start, commit
+	double per_record_us; // heap, indexes, WAL records
+	double wal_flush_us;  // waiting for the WAL flush that makes a batch durable
 
-	double estimate_us(uint64_t n) const { return fixed_us + per_record_us * double(n); }
+	double estimate_us(uint64_t n) const { return fixed_us + wal_flush_us + per_record_us * double(n); }
 
-	// Learns from a finished batch of n records that took duration_us. Big
-	// batches tell the per-record cost, small ones the fixed cost.
+	// Learns from a batch of n records written and committed in duration_us.
+	// Batches of some size tell the per-record cost, small ones the fixed cost.
 	void observe(uint64_t n, double duration_us) {
 		constexpr double kWeight = 0.2;
 		if (n == 0 || !(duration_us >= 0))
 			return;
-		if (n >= 512) {
+		if (n >= 128) {
 			double per = std::max(0.0, duration_us - fixed_us) / double(n);
 			per_record_us += kWeight * (std::min(per, 1000.0) - per_record_us);
 		} else {
@@ -38,9 +39,13 @@ struct FlushCost {
 			fixed_us += kWeight * (std::min(fixed, 1e6) - fixed_us);
 		}
 	}
+	void observe_wal_flush(double us) {
+		if (us >= 0)
+			wal_flush_us += 0.2 * (std::min(us, 1e6) - wal_flush_us);
+	}
 };
 static_assert(std::is_trivial_v<FlushCost>);
-constexpr FlushCost kInitialFlushCost{2000, 10};
+constexpr FlushCost kInitialFlushCost{2000, 10, 1000};
 
 struct FlushDecision {
 	bool go;          // commit the ready records now

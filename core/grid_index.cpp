@@ -425,6 +425,10 @@ void GridIndex::status_changed(uint32_t index, uint8_t new_status) {
 		return;
 	GridCell &c = cells_[slot];
 	cell_lock(c);
+	if (c.block == kNoEntry || pos_[index] >= c.count) { // emptied under us (DROP EXTENSION)
+		cell_unlock(c);
+		return;
+	}
 	GridRecord &r = pool_[c.block + pos_[index]];
 	uint8_t old = meta_status(r.meta);
 	if (old != new_status) {
@@ -692,6 +696,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		if (seen.size() > budget)
 			return brute_force();
 	}
+	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return brute_force(); // the index was rebuilt under us
 	finish();
@@ -751,6 +756,7 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 					ids.push_back(r.index);
 		}
 	}
+	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return brute_force();
 	keep(ids);

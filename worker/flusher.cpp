@@ -58,7 +58,14 @@ Committed in_flight[kMaxInFlight];
 int n_in_flight;
 uint64 in_flight_records; // ring records (from the tail) held by in_flight
 
-void flusher_exit(int, Datum) { lt::store_release(lt_ctl->flusher_procno, int32(-1)); }
+void settle(bool wait);
+
+// On a clean exit (SIGTERM, FATAL) committed batches are released before the
+// process goes: a restarted flusher would otherwise write them again.
+void flusher_exit(int, Datum) {
+	settle(true);
+	lt::store_release(lt_ctl->flusher_procno, int32(-1));
+}
 
 // Releases the first n ring records, now durable, and tells whoever waits.
 void publish(uint64 n, uint64 duration_us) {
@@ -93,8 +100,14 @@ void publish(uint64 n, uint64 duration_us) {
 void settle(bool wait) {
 	if (n_in_flight == 0)
 		return;
-	if (wait || lt::now_us() - in_flight[0].committed_us > int64(lt_flush_interval_ms) * 250)
-		XLogFlush(in_flight[n_in_flight - 1].lsn);
+	int64 now = lt::now_us();
+	if (wait || now - in_flight[0].committed_us > int64(lt_flush_interval_ms) * 250) {
+		XLogRecPtr last = in_flight[n_in_flight - 1].lsn;
+		if (GetFlushRecPtr(NULL) < last) {
+			XLogFlush(last);
+			cost.observe_wal_flush(double(lt::now_us() - now)); // the wait an ACK includes
+		}
+	}
 	XLogRecPtr flushed = GetFlushRecPtr(NULL);
 	int done = 0;
 	while (done < n_in_flight && in_flight[done].lsn <= flushed) {
@@ -118,6 +131,8 @@ bool commit_is_local_flush(void) {
 // Commits the n ring records after those in flight to history. False if the
 // extension is not the one we started with (the records were discarded).
 bool flush(uint64 n, Oid ext) {
+	if (n_in_flight == kMaxInFlight)
+		settle(true); // room for this batch before it commits
 	int64 started = lt::now_us();
 	MemoryContext old = MemoryContextSwitchTo(batch_ctx);
 	auto *pings = static_cast<lt::Ping *>(palloc(sizeof(lt::Ping) * n));
@@ -140,7 +155,14 @@ bool flush(uint64 n, Oid ext) {
 			                        0, false);
 	}
 	CommitTransactionCommand();
-	XLogRecPtr lsn = XactLastCommitEnd;
+	if (!dropped) {
+		// Nothing that can fail comes between the commit and this: a batch
+		// that is committed is always in flight, never written twice.
+		int64 now = lt::now_us();
+		in_flight[n_in_flight++] = Committed{got, XactLastCommitEnd, now, uint64(now - started)};
+		in_flight_records += got;
+		cost.observe(got, double(now - started));
+	}
 	// Table and WAL statistics (what autovacuum goes by); at most once a second.
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -155,12 +177,6 @@ bool flush(uint64 n, Oid ext) {
 		lt_history_forget();
 		return false;
 	}
-	int64 now = lt::now_us();
-	cost.observe(got, double(now - started));
-	if (n_in_flight == kMaxInFlight)
-		settle(true);
-	in_flight[n_in_flight++] = Committed{got, lsn, now, uint64(now - started)};
-	in_flight_records += got;
 	settle(!pipelined); // a synchronous commit is already flushed: release it now
 	return true;
 }
@@ -183,6 +199,7 @@ void livetrack_flusher_main(Datum) {
 		AbortOutOfAnyTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
+		settle(true); // batches committed before the error are done: release them
 		MemoryContextReset(batch_ctx);
 		lt_history_forget();
 		lt::bump(lt_ctl->counters.flush_errors);
@@ -210,14 +227,17 @@ void livetrack_flusher_main(Datum) {
 
 		uint64 batch = uint64(lt_batch_size);
 		uint64 n = lt_ring.ready(in_flight_records + batch) - in_flight_records;
+		if (n == 0 && n_in_flight > 0) {
+			settle(true); // idle: make what is in flight durable now, then look again
+			continue;
+		}
 		if (n == 0) {
-			settle(true); // idle: make what is in flight durable now
-			if (n_in_flight == 0)
-				lt_worker_sleep(lt_flush_interval_ms);
+			pgstat_report_stat(false);
+			lt_worker_sleep(lt_flush_interval_ms); // the listener wakes us when the ring fills
 			continue;
 		}
 		// A full batch goes at once; a partial one when it must start to be
-		// committed within flush_interval of its oldest record's receipt, or
+		// durable within flush_interval of its oldest record's receipt, or
 		// when wait_flushed() asks.
 		lt::Ping oldest;
 		lt_ring.peek(in_flight_records, oldest);
@@ -225,7 +245,10 @@ void livetrack_flusher_main(Datum) {
 		                                     int64(lt_flush_interval_ms) * 1000, cost,
 		                                     lt::load_acquire(lt_ctl->flush_req) > lt_ring.tail() + in_flight_records);
 		if (!d.go) {
-			settle(true);
+			if (n_in_flight > 0) {
+				settle(true); // time to spare: finish what is in flight, then plan again
+				continue;
+			}
 			lt_worker_sleep((d.sleep_us + 999) / 1000);
 			continue;
 		}

@@ -48,16 +48,20 @@ TEST(FlushPolicy, CostLearnsPerRecordAndFixedParts) {
 	for (int i = 0; i < 60; i++) {
 		c.observe(6000, 3000 + 6000 * 7.0); // big batches: 7 µs a record
 		c.observe(20, 3000 + 20 * 7.0);     // small ones: 3 ms a transaction
+		c.observe_wal_flush(500);           // and the fsync that makes one durable
 	}
 	EXPECT_NEAR(c.per_record_us, 7.0, 0.1);
 	EXPECT_NEAR(c.fixed_us, 3000, 50);
-	EXPECT_NEAR(c.estimate_us(1000), 10000, 200);
+	EXPECT_NEAR(c.wal_flush_us, 500, 5);
+	EXPECT_NEAR(c.estimate_us(1000), 10500, 200);
 	// Nonsense is ignored or bounded, never poisons the estimate.
 	c.observe(0, 5000);
 	c.observe(100, -1);
 	c.observe(10000, 1e12);
+	c.observe_wal_flush(-3);
 	EXPECT_LE(c.per_record_us, 1000);
 	EXPECT_GE(c.per_record_us, 0);
+	EXPECT_NEAR(c.wal_flush_us, 500, 5);
 }
 
 struct SimResult {
