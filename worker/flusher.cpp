@@ -125,7 +125,8 @@ void settle(bool wait) {
 bool commit_is_local_flush(void) {
 	if (synchronous_commit == SYNCHRONOUS_COMMIT_LOCAL_FLUSH)
 		return true;
-	return synchronous_commit > SYNCHRONOUS_COMMIT_LOCAL_FLUSH && (SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0');
+	bool standbys = SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0';
+	return synchronous_commit > SYNCHRONOUS_COMMIT_LOCAL_FLUSH && !standbys;
 }
 
 // Commits the n ring records after those in flight to history. False if the

@@ -171,7 +171,9 @@ void livetrack_listener_main(Datum) {
 	lt_worker_start();
 	lt::store_release(lt_ctl->listener_procno, int32(MyProc->pgprocno));
 	before_shmem_exit(listener_exit, 0);
-	engine_call("setup", [] { engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters, &lt_ctl->visible_latency_us); });
+	engine_call("setup", [] {
+		engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters, &lt_ctl->visible_latency_us);
+	});
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;
 	Oid served_ext = InvalidOid; // the extension whose tables we feed
