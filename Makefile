@@ -16,7 +16,7 @@ SHLIB_LINK = -lstdc++
 # SQL tests need the workers, so they run against a server that preloads
 # livetrack with livetrack.database = 'contrib_regression' (the database
 # pg_regress uses), which must exist; scripts/test sets one up.
-REGRESS = install ingest errors spatial stats
+REGRESS = install ingest history errors spatial stats
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress --use-existing
 
 # No LLVM bitcode for JIT: it needs a clang matching the server's build, and
