@@ -28,6 +28,7 @@ is(live_row(1), '12.9716|77.5946|busy|8.3|90|5', 'UDP binary fix is live with it
 is($node->safe_psql('postgres', 'SELECT count(*) FROM livetrack.live WHERE driver_id BETWEEN 101 AND 164'),
 	'64', 'a 64-record datagram lands whole');
 is(history_count('driver_id = 1 OR driver_id BETWEEN 101 AND 164'), '65', 'and in history');
+ok(stat_value($node, 'visible_latency_p99_us') > 0, 'receipt-to-visible latency is measured for UDP records');
 
 # --- TCP binary with ACKs -----------------------------------------------------
 my $tcp = tcp_connect($port);
