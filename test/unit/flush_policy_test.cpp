@@ -38,7 +38,7 @@ TEST(FlushPolicy, ATrickleWaitsForTheInterval) {
 
 TEST(FlushPolicy, ABigBatchStartsEarly) {
 	FlushCost c{2000, 10};
-	// 5,000 records take about 52 ms (78 ms padded): at 30 ms of waiting it is time.
+	// 5,000 records take about 52 ms (156 ms padded): at 30 ms of waiting it is past time.
 	EXPECT_TRUE(plan_flush(5000, kBatch, 30000, kInterval, c, false).go);
 	EXPECT_FALSE(plan_flush(500, kBatch, 30000, kInterval, c, false).go);
 }
@@ -115,8 +115,9 @@ TEST(FlushPolicy, SimulatedFlusherMeetsTheIntervalAndStillBatches) {
 		SimResult r = simulate(rate, 2500, 7.5, 20);
 		SCOPED_TRACE(rate);
 		EXPECT_LE(r.max_latency_us, kInterval + 5000) << "commit latency";
-		// One commit per interval for slow traffic, not one per record.
-		EXPECT_LE(double(r.batches), 20 * 1e6 / double(kInterval) * 3 + 20);
+		// A few commits per interval (smaller batches near capacity, so one
+		// slow batch leaves no backlog), never one per record.
+		EXPECT_LE(double(r.batches), 20 * 1e6 / double(kInterval) * 5 + 20);
 		EXPECT_GE(double(r.records), rate * 19);
 	}
 }
