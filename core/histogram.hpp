@@ -34,6 +34,8 @@ struct Histogram {
 	}
 
 	void add(uint64_t v, uint64_t n = 1) { bump(counts[bucket(v)], n); }
+	// For a histogram that several processes add to.
+	void add_shared(uint64_t v, uint64_t n = 1) { fetch_add_relaxed(counts[bucket(v)], n); }
 
 	// What bucket i gained since `since` (a copy taken earlier), or all of it.
 	uint64_t count(int i, const Histogram *since = nullptr) const {

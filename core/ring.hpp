@@ -117,7 +117,24 @@ public:
 			n++;
 		return n;
 	}
+	// The same by absolute position, for consumers that each take a share of
+	// the records (see consumer_group.hpp). pos must be >= tail().
+	bool peek_at(uint64_t pos, T &out) const {
+		const RingSlot<T> &s = slots_[pos & h_->mask];
+		if (load_acquire(s.seq) != pos + 1)
+			return false;
+		out = s.value;
+		return true;
+	}
+	uint64_t ready_from(uint64_t pos, uint64_t limit) const {
+		uint64_t n = 0;
+		while (n < limit && load_acquire(slots_[(pos + n) & h_->mask].seq) == pos + n + 1)
+			n++;
+		return n;
+	}
+
 	// Hands the first n records back to producers and advances the watermark.
+	// One releaser at a time (the consumer, or whoever holds the group's lock).
 	void release(uint64_t n) {
 		uint64_t t = load_relaxed(h_->tail);
 		for (uint64_t i = 0; i < n; i++)

@@ -1,4 +1,5 @@
-// MPSC ring over a plain heap buffer standing in for shared memory.
+// MPSC ring over a plain heap buffer standing in for shared memory, and the
+// consumer group that lets several flushers share it.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/consumer_group.hpp"
 #include "core/fix.hpp"
 #include "core/ring.hpp"
 
@@ -326,4 +328,130 @@ TEST(Ring, ConcurrentProducersNeverOverfill) {
 			ASSERT_TRUE(q.peek(got[size_t(p)][k], v));
 			EXPECT_EQ(v >> 32, uint64_t(p));
 		}
+}
+
+// Consumer groups --------------------------------------------------------------
+
+TEST(ConsumerGroup, OwnerIsStableAndSpreadsStridedIds) {
+	EXPECT_EQ(consumer_of(12345, 1), 0u);
+	EXPECT_EQ(consumer_of(12345, 0), 0u);
+	for (uint64_t stride : {1ull, 2ull, 1000ull, 1ull << 20})
+		for (uint32_t n : {2u, 3u, 8u}) {
+			std::vector<int> per(n, 0);
+			constexpr int kKeys = 100000;
+			for (uint64_t k = 0; k < kKeys; k++) {
+				uint32_t c = consumer_of(k * stride, n);
+				ASSERT_LT(c, n);
+				ASSERT_EQ(c, consumer_of(k * stride, n)); // a driver always goes to the same one
+				per[c]++;
+			}
+			for (uint32_t c = 0; c < n; c++)
+				EXPECT_NEAR(per[c], kKeys / int(n), kKeys / int(n) / 20) << "stride " << stride << ", " << n;
+		}
+}
+
+TEST(ConsumerGroup, RingIsReleasedUpToTheSlowestConsumer) {
+	HeapRing<uint64_t> r(8);
+	Ring<uint64_t> &q = r.ring;
+	ConsumerGroup g;
+	std::memset(&g, 0xAB, sizeof g);
+	consumer_group_init(g, 2, 0);
+	for (uint64_t i = 0; i < 8; i++)
+		ASSERT_TRUE(q.push(100 + i));
+	EXPECT_FALSE(q.push(1));
+
+	EXPECT_FALSE(consumer_finish(g, q, 0, 6)); // consumer 1 has done nothing yet
+	EXPECT_EQ(q.tail(), 0u);
+	EXPECT_FALSE(q.push(1));
+	uint64_t v;
+	ASSERT_TRUE(q.peek_at(5, v)); // still there for consumer 1
+	EXPECT_EQ(v, 105u);
+
+	EXPECT_TRUE(consumer_finish(g, q, 1, 4));
+	EXPECT_EQ(q.tail(), 4u);
+	EXPECT_EQ(consumer_done(g, 0), 6u);
+	EXPECT_EQ(consumer_done(g, 1), 4u);
+	for (uint64_t i = 0; i < 4; i++)
+		EXPECT_TRUE(q.push(200 + i)); // positions 8..11 reuse the released slots
+	EXPECT_FALSE(q.push(1));
+	EXPECT_FALSE(q.peek_at(3, v)); // released
+	ASSERT_TRUE(q.peek_at(4, v));
+	EXPECT_EQ(v, 104u);
+	ASSERT_TRUE(q.peek_at(9, v));
+	EXPECT_EQ(v, 201u);
+	EXPECT_EQ(q.ready_from(6, 100), 6u); // 6..11
+	EXPECT_EQ(q.ready_from(12, 100), 0u);
+
+	EXPECT_TRUE(consumer_finish(g, q, 1, 12));
+	EXPECT_EQ(q.tail(), 6u); // consumer 0 is the slowest now
+	EXPECT_TRUE(consumer_finish(g, q, 0, 12));
+	EXPECT_EQ(q.tail(), 12u);
+	EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(ConsumerGroup, OneConsumerReleasesAsItGoes) {
+	HeapRing<uint64_t> r(4);
+	ConsumerGroup g;
+	consumer_group_init(g, 1, 0);
+	for (uint64_t i = 0; i < 3; i++)
+		ASSERT_TRUE(r.ring.push(i));
+	EXPECT_TRUE(consumer_finish(g, r.ring, 0, 2));
+	EXPECT_EQ(r.ring.tail(), 2u);
+	EXPECT_FALSE(consumer_finish(g, r.ring, 0, 2));
+}
+
+TEST(ConsumerGroup, ConcurrentConsumersTakeEachRecordOnceAndNeverLoseOne) {
+	// A producer streams items into a small ring; three consumer threads each
+	// take their share by key, check the item is intact (a slot released too
+	// early would have been overwritten by the producer), and finish in
+	// uneven chunks. Every item is taken exactly once, by its owner.
+	constexpr uint32_t kConsumers = 3;
+	constexpr uint64_t kItems = 200000;
+	HeapRing<Item> r(256);
+	Ring<Item> &q = r.ring;
+	ConsumerGroup g;
+	consumer_group_init(g, kConsumers, 0);
+	std::vector<std::atomic<int>> taken(kItems);
+	std::atomic<bool> bad{false};
+
+	std::thread producer([&] {
+		for (uint64_t i = 0; i < kItems;) {
+			Item it{i % 977, i, (i % 977) ^ (i * 0x9E3779B97F4A7C15ull)};
+			if (q.push(it))
+				i++;
+			else
+				std::this_thread::yield();
+		}
+	});
+	std::vector<std::thread> consumers;
+	for (uint32_t c = 0; c < kConsumers; c++)
+		consumers.emplace_back([&, c] {
+			uint64_t pos = 0;
+			unsigned chunk = 1 + c * 7;
+			while (pos < kItems) {
+				uint64_t n = q.ready_from(pos, chunk);
+				if (n == 0) {
+					std::this_thread::yield();
+					continue;
+				}
+				for (uint64_t k = 0; k < n; k++) {
+					Item it;
+					if (!q.peek_at(pos + k, it) || it.seq != pos + k ||
+					    it.check != (it.producer ^ (it.seq * 0x9E3779B97F4A7C15ull)))
+						bad = true;
+					else if (consumer_of(it.producer, kConsumers) == c)
+						taken[it.seq]++;
+				}
+				pos += n;
+				consumer_finish(g, q, c, pos);
+				chunk = chunk % 61 + 1;
+			}
+		});
+	producer.join();
+	for (auto &t : consumers)
+		t.join();
+	EXPECT_FALSE(bad.load());
+	for (uint64_t i = 0; i < kItems; i++)
+		ASSERT_EQ(taken[i].load(), 1) << i;
+	EXPECT_EQ(q.tail(), kItems);
 }
