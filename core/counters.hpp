@@ -25,7 +25,7 @@ namespace lt {
 	X(tcp_connections_refused) /* over livetrack.max_connections */                            \
 	X(tcp_connections_closed_bad_frame)                                                         \
 	X(tcp_connections_closed_idle)                                                              \
-	/* flusher */                                                                               \
+	/* flushers: several processes, bumped with fetch_add */                                    \
 	X(flushed_records)                                                                          \
 	X(flush_batches)                                                                            \
 	X(flush_errors)                                                                             \

@@ -137,7 +137,6 @@ LT_FUNCTION(livetrack_wait_flushed) {
 	uint64 cur = lt::load_relaxed(ctl->flush_req);
 	while (cur < target && !lt::cas(ctl->flush_req, cur, target)) {
 	}
-	if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->flusher_procno)))
-		SetLatch(l);
+	lt_wake_flushers();
 	PG_RETURN_BOOL(wait_on(&ctl->flushed_cv, deadline, [&] { return lt_ring.tail() >= target; }));
 }

@@ -1,4 +1,4 @@
-// Module entry: settings, shared memory, and the two background workers.
+// Module entry: settings, shared memory, and the background workers.
 #include "../core/message.hpp"
 #include "shared.hpp"
 
@@ -32,6 +32,7 @@ int lt_max_future_ms;
 int lt_history_retention_min;
 int lt_max_connections;
 int lt_tcp_idle_timeout_s;
+int lt_flushers;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -77,7 +78,9 @@ static void lt_shmem_startup(void) {
 		auto *ctl = reinterpret_cast<LtControl *>(base);
 		memset(ctl, 0, sizeof *ctl);
 		ctl->listener_procno = -1;
-		ctl->flusher_procno = -1;
+		for (int32 &p : ctl->flusher_procno)
+			p = -1;
+		lt::consumer_group_init(ctl->flushers, uint32(lt_flushers), 0);
 		ConditionVariableInit(&ctl->drained_cv);
 		ConditionVariableInit(&ctl->flushed_cv);
 		ctl->ring_offset = ring_off;
@@ -105,6 +108,12 @@ Latch *lt_latch_of(int32 procno) {
 	if (procno < 0)
 		return NULL;
 	return &ProcGlobal->allProcs[procno].procLatch;
+}
+
+void lt_wake_flushers(void) {
+	for (uint32 i = 0; i < lt::kMaxConsumers; i++)
+		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->flusher_procno[i])))
+			SetLatch(l);
 }
 
 static void define_settings(void) {
@@ -138,15 +147,19 @@ static void define_settings(void) {
 	DefineCustomIntVariable("livetrack.tcp_idle_timeout", "Idle device TCP connections are closed after this.",
 	                        "0 disables the timeout.", &lt_tcp_idle_timeout_s, 300, 0, INT_MAX, PGC_SIGHUP,
 	                        GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
+	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
+	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("livetrack");
 }
 
-static void register_worker(const char *name, const char *function) {
+static void register_worker(const char *name, const char *function, int32 arg = 0) {
 	BackgroundWorker w;
 	memset(&w, 0, sizeof w);
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	w.bgw_restart_time = 1;
+	w.bgw_main_arg = Int32GetDatum(arg);
 	strlcpy(w.bgw_library_name, "livetrack", BGW_MAXLEN);
 	strlcpy(w.bgw_function_name, function, BGW_MAXLEN);
 	strlcpy(w.bgw_name, name, BGW_MAXLEN);
@@ -163,5 +176,9 @@ void _PG_init(void) {
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lt_shmem_startup;
 	register_worker("livetrack listener", "livetrack_listener_main");
-	register_worker("livetrack flusher", "livetrack_flusher_main");
+	for (int i = 0; i < lt_flushers; i++) {
+		char name[BGW_MAXLEN];
+		snprintf(name, sizeof name, "livetrack flusher %d", i + 1);
+		register_worker(name, "livetrack_flusher_main", i);
+	}
 }

@@ -1,6 +1,7 @@
 // Shared memory and settings of the extension, as every process sees them.
 #pragma once
 
+#include "../core/consumer_group.hpp"
 #include "../core/counters.hpp"
 #include "../core/fix.hpp"
 #include "../core/histogram.hpp"
@@ -25,7 +26,7 @@ enum LtListenerState : uint32_t {
 // and process numbers, never pointers.
 struct LtControl {
 	int32 listener_procno; // -1 when not running
-	int32 flusher_procno;
+	int32 flusher_procno[lt::kMaxConsumers];
 	uint32 listener_state;
 	uint32 live_ready; // the live state reflects history (set after a rebuild)
 
@@ -35,7 +36,8 @@ struct LtControl {
 	uint64 drain_req;
 	uint64 drain_done;
 	uint64 drain_pos;
-	uint64 flush_req; // the flusher commits up to here without waiting for a batch
+	uint64 flush_req; // the flushers commit up to here without waiting for a batch
+	lt::ConsumerGroup flushers; // how far each flusher has made its share durable
 	ConditionVariable drained_cv;
 	ConditionVariable flushed_cv;
 
@@ -64,7 +66,7 @@ static_assert(std::is_trivially_default_constructible_v<lt::LiveTable>);
 // Process-local views of the segment; set in the shmem startup hook. All
 // NULL/unattached when livetrack is not in shared_preload_libraries.
 extern LtControl *lt_ctl;
-extern lt::Ring<lt::Ping> lt_ring;   // listener -> flusher
+extern lt::Ring<lt::Ping> lt_ring;   // listener -> flushers
 extern lt::Ring<lt::Ping> lt_ingest; // ingest() backends -> listener
 extern lt::LiveTable lt_live;
 
@@ -82,12 +84,14 @@ extern int lt_max_future_ms;
 extern int lt_history_retention_min;
 extern int lt_max_connections;
 extern int lt_tcp_idle_timeout_s;
+extern int lt_flushers;
 
 constexpr uint64 kIngestQueueSize = 65536;
 
 // Errors out unless livetrack was preloaded (so the workers and memory exist).
 void lt_require_shared(void);
 Latch *lt_latch_of(int32 procno);
+void lt_wake_flushers(void);
 
 // Unix epoch microseconds <-> TimestampTz.
 constexpr int64 kUnixToPgEpochUs = int64(946684800) * 1000000;

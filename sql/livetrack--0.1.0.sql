@@ -30,13 +30,20 @@ CREATE FUNCTION livetrack._partition_name(day date) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 'pings_' || to_char(day, 'YYYYMMDD');
 
--- Finds or creates the partition holding [day, day + 1).
+-- Finds or creates the partition holding [day, day + 1). Flushers may ask for
+-- the same day at once: the lock (self-conflicting, but not with inserts)
+-- makes the second one wait and then find the first one's partition.
 CREATE FUNCTION livetrack._ensure_partition(day date) RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     name text := livetrack._partition_name(day);
     rel regclass := to_regclass(format('livetrack.%I', name));
 BEGIN
+    IF rel IS NOT NULL THEN
+        RETURN rel;
+    END IF;
+    LOCK TABLE ONLY livetrack.pings IN SHARE UPDATE EXCLUSIVE MODE;
+    rel := to_regclass(format('livetrack.%I', name));
     IF rel IS NULL THEN
         EXECUTE format('CREATE TABLE livetrack.%I PARTITION OF livetrack.pings FOR VALUES FROM (%L) TO (%L)',
                        name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');

@@ -1,14 +1,17 @@
-// The flusher background worker: ring -> history, in short transactions.
+// A flusher background worker: ring -> history, in short transactions.
 //
-// It looks at a run of records on the ring, writes them in one transaction,
-// commits, and only once the commit is durable releases them. A failed
-// transaction therefore loses nothing: the records are still on the ring and
-// the next attempt retries them. The ring position after a release is the
-// commit watermark that the listener's ACKs and wait_flushed() wait for.
+// livetrack.flushers of them share the ring (core/consumer_group.hpp): each
+// reads every record and writes those of the drivers that hash to it. A
+// flusher looks at a run of records, writes its share in one transaction,
+// commits, and only once the commit is durable marks the run finished; the
+// ring is released up to the slowest flusher's mark. A failed transaction
+// therefore loses nothing: the records are still on the ring and the next
+// attempt retries them. The ring's release position is the commit watermark
+// that the listener's ACKs and wait_flushed() wait for.
 //
 // Commits are pipelined: a batch commits without waiting for its WAL flush
 // (SET LOCAL synchronous_commit = off), the flusher goes on with the next
-// batch while the WAL writer flushes, and the batch is released when the
+// batch while the WAL writer flushes, and the batch is finished when the
 // flushed WAL position passes its commit record, or the flusher flushes the
 // WAL itself when it has nothing else to do. An ACK still means what a
 // synchronous commit means; a slow fsync just no longer stops the inserts.
@@ -42,59 +45,70 @@ MemoryContext batch_ctx;
 int64 next_maintenance_us;
 Oid extension; // the livetrack extension we write for; static: survives the longjmp
 lt::FlushCost cost = lt::kInitialFlushCost; // what a batch takes, learnt as we go
+uint32 me;                                  // this flusher's share: drivers with consumer_of() == me
+uint32 n_flushers;
 
-// Batches committed without waiting for their WAL flush, oldest first; their
-// records stay on the ring until the flush passes their commit record.
-// Plain statics: they survive the error longjmp (a committed batch stays
-// committed when a later one fails).
+// Runs of the ring this flusher is done with except for the WAL flush of
+// their commit, oldest first. Plain statics: they survive the error longjmp
+// (a committed batch stays committed when a later one fails).
 struct Committed {
-	uint64 n;
-	XLogRecPtr lsn;
+	uint64 end;     // ring position after the run
+	uint64 n;       // records of ours in it (0: a run of other flushers' records)
+	XLogRecPtr lsn; // commit record to wait for; 0 when there is none
 	int64 committed_us;
 	uint64 duration_us;
 };
 constexpr int kMaxInFlight = 8;
 Committed in_flight[kMaxInFlight];
 int n_in_flight;
-uint64 in_flight_records; // ring records (from the tail) held by in_flight
+uint64 done_pos; // everything of ours before this is durable and marked so
+
+bool mine(const lt::Ping &p) { return lt::consumer_of(p.fix.driver_id, n_flushers) == me; }
+// Where the next run starts: after what is in flight.
+uint64 next_pos(void) { return n_in_flight > 0 ? in_flight[n_in_flight - 1].end : done_pos; }
 
 void settle(bool wait);
 
-// On a clean exit (SIGTERM, FATAL) committed batches are released before the
+// On a clean exit (SIGTERM, FATAL) committed batches are finished before the
 // process goes: a restarted flusher would otherwise write them again.
 void flusher_exit(int, Datum) {
 	settle(true);
-	lt::store_release(lt_ctl->flusher_procno, int32(-1));
+	lt::store_release(lt_ctl->flusher_procno[me], int32(-1));
 }
 
-// Releases the first n ring records, now durable, and tells whoever waits.
-void publish(uint64 n, uint64 duration_us) {
+// Marks the run up to c.end finished (its records of ours are durable) and,
+// if that releases ring records, tells whoever waits.
+void publish(const Committed &c) {
 	int64 now = lt::now_us();
 	LtControl *ctl = lt_ctl;
-	lt::Ping p;
 	uint64 max_latency = 0;
-	for (uint64 i = 0; i < n; i++) {
-		if (!lt_ring.peek(i, p))
-			break;
-		uint64 lat = now > p.received_us ? uint64(now - p.received_us) : 0;
-		ctl->flush_latency_us.add(lat);
-		if (lat > max_latency)
-			max_latency = lat;
+	if (c.n > 0) {
+		lt::Ping p;
+		for (uint64 pos = done_pos; pos < c.end; pos++) {
+			if (!lt_ring.peek_at(pos, p) || !mine(p))
+				continue;
+			uint64 lat = now > p.received_us ? uint64(now - p.received_us) : 0;
+			ctl->flush_latency_us.add_shared(lat);
+			if (lat > max_latency)
+				max_latency = lat;
+		}
+		lt::fetch_add_relaxed(ctl->counters.flushed_records, c.n);
+		lt::fetch_add_relaxed(ctl->counters.flush_batches, uint64(1));
+		lt::store_relaxed(ctl->last_flush_records, c.n);
+		lt::store_relaxed(ctl->last_flush_max_latency_us, max_latency);
+		lt::store_relaxed(ctl->last_flush_duration_us, c.duration_us);
+		lt::store_relaxed(ctl->last_flush_us, uint64(now));
 	}
-	lt_ring.release(n);
-	lt::bump(ctl->counters.flushed_records, n);
-	lt::bump(ctl->counters.flush_batches);
-	lt::store_relaxed(ctl->last_flush_records, n);
-	lt::store_relaxed(ctl->last_flush_max_latency_us, max_latency);
-	lt::store_relaxed(ctl->last_flush_duration_us, duration_us);
-	lt::store_relaxed(ctl->last_flush_us, uint64(now));
-	ConditionVariableBroadcast(&ctl->flushed_cv);
-	// ACKs can go out now, and paused connections may read again.
-	if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->listener_procno)))
-		SetLatch(l);
+	done_pos = c.end;
+	if (lt::consumer_finish(ctl->flushers, lt_ring, me, c.end)) {
+		ConditionVariableBroadcast(&ctl->flushed_cv);
+		// ACKs can go out now, and paused connections may read again.
+		if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->listener_procno)))
+			SetLatch(l);
+	}
 }
 
-// Releases the batches whose commit records are flushed. With wait (or when
+// Finishes the runs whose commit records are flushed. With wait (or when
 // the oldest has waited a quarter of flush_interval for the WAL writer),
 // flushes the WAL first so that all of them are.
 void settle(bool wait) {
@@ -102,7 +116,9 @@ void settle(bool wait) {
 		return;
 	int64 now = lt::now_us();
 	if (wait || now - in_flight[0].committed_us > int64(lt_flush_interval_ms) * 250) {
-		XLogRecPtr last = in_flight[n_in_flight - 1].lsn;
+		XLogRecPtr last = 0;
+		for (int i = 0; i < n_in_flight; i++)
+			last = Max(last, in_flight[i].lsn);
 		if (GetFlushRecPtr(NULL) < last) {
 			XLogFlush(last);
 			cost.observe_wal_flush(double(lt::now_us() - now)); // the wait an ACK includes
@@ -110,14 +126,22 @@ void settle(bool wait) {
 	}
 	XLogRecPtr flushed = GetFlushRecPtr(NULL);
 	int done = 0;
-	while (done < n_in_flight && in_flight[done].lsn <= flushed) {
-		publish(in_flight[done].n, in_flight[done].duration_us);
-		in_flight_records -= in_flight[done].n;
-		done++;
-	}
+	while (done < n_in_flight && in_flight[done].lsn <= flushed)
+		publish(in_flight[done++]);
 	for (int i = done; i < n_in_flight; i++)
 		in_flight[i - done] = in_flight[i];
 	n_in_flight -= done;
+}
+
+// Queues a finished run behind those in flight (or finishes it now).
+void enqueue(const Committed &c) {
+	if (n_in_flight == 0 && c.lsn == 0) {
+		publish(c);
+		return;
+	}
+	if (n_in_flight == kMaxInFlight)
+		settle(true);
+	in_flight[n_in_flight++] = c;
 }
 
 // Whether this server's idea of a commit is a local WAL flush, which the
@@ -129,17 +153,18 @@ bool commit_is_local_flush(void) {
 	return synchronous_commit > SYNCHRONOUS_COMMIT_LOCAL_FLUSH && !standbys;
 }
 
-// Commits the n ring records after those in flight to history. False if the
+// Commits our n records in the ring run [from, end) to history. False if the
 // extension is not the one we started with (the records were discarded).
-bool flush(uint64 n, Oid ext) {
+bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 	if (n_in_flight == kMaxInFlight)
 		settle(true); // room for this batch before it commits
 	int64 started = lt::now_us();
 	MemoryContext old = MemoryContextSwitchTo(batch_ctx);
 	auto *pings = static_cast<lt::Ping *>(palloc(sizeof(lt::Ping) * n));
 	uint64 got = 0;
-	while (got < n && lt_ring.peek(in_flight_records + got, pings[got]))
-		got++;
+	for (uint64 pos = from; pos < end && got < n; pos++)
+		if (lt_ring.peek_at(pos, pings[got]) && mine(pings[got]))
+			got++;
 
 	bool pipelined = commit_is_local_flush();
 	SetCurrentStatementStartTimestamp();
@@ -160,8 +185,7 @@ bool flush(uint64 n, Oid ext) {
 		// Nothing that can fail comes between the commit and this: a batch
 		// that is committed is always in flight, never written twice.
 		int64 now = lt::now_us();
-		in_flight[n_in_flight++] = Committed{got, XactLastCommitEnd, now, uint64(now - started)};
-		in_flight_records += got;
+		in_flight[n_in_flight++] = Committed{end, got, XactLastCommitEnd, now, uint64(now - started)};
 		cost.observe(got, double(now - started));
 	}
 	// Table and WAL statistics (what autovacuum goes by); at most once a second.
@@ -174,19 +198,22 @@ bool flush(uint64 n, Oid ext) {
 		settle(true); // what was committed before stays committed
 		ereport(WARNING, (errmsg("livetrack flusher: extension dropped; discarding %llu records",
 		                         (unsigned long long)got)));
-		lt_ring.release(got);
+		publish(Committed{end, 0, 0, 0, 0});
 		lt_history_forget();
 		return false;
 	}
-	settle(!pipelined); // a synchronous commit is already flushed: release it now
+	settle(!pipelined); // a synchronous commit is already flushed: finish it now
 	return true;
 }
 
 } // namespace
 
-void livetrack_flusher_main(Datum) {
+void livetrack_flusher_main(Datum arg) {
+	me = uint32(DatumGetInt32(arg));
+	n_flushers = lt_ctl->flushers.count;
 	lt_worker_start();
-	lt::store_release(lt_ctl->flusher_procno, int32(MyProc->pgprocno));
+	done_pos = lt::consumer_done(lt_ctl->flushers, me); // after a restart: where we stopped
+	lt::store_release(lt_ctl->flusher_procno[me], int32(MyProc->pgprocno));
 	before_shmem_exit(flusher_exit, 0);
 	batch_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack flusher batch", ALLOCSET_DEFAULT_SIZES);
 
@@ -200,10 +227,10 @@ void livetrack_flusher_main(Datum) {
 		AbortOutOfAnyTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
-		settle(true); // batches committed before the error are done: release them
+		settle(true); // batches committed before the error are done: finish them
 		MemoryContextReset(batch_ctx);
 		lt_history_forget();
-		lt::bump(lt_ctl->counters.flush_errors);
+		lt::fetch_add_relaxed(lt_ctl->counters.flush_errors, uint64(1));
 		pgstat_report_activity(STATE_IDLE, NULL);
 		RESUME_INTERRUPTS();
 		lt_worker_sleep(1000);
@@ -221,13 +248,31 @@ void livetrack_flusher_main(Datum) {
 			next_maintenance_us = 0;
 		}
 		int64 now = lt::mono_us();
-		if (now >= next_maintenance_us) {
+		if (me == 0 && now >= next_maintenance_us) {
 			next_maintenance_us = now + kMaintenanceEveryUs;
 			lt_history_maintain();
 		}
 
+		// The next run: up to batch records of ours, in a window that other
+		// flushers' records fill too.
 		uint64 batch = uint64(lt_batch_size);
-		uint64 n = lt_ring.ready(in_flight_records + batch) - in_flight_records;
+		uint64 from = next_pos();
+		uint64 avail = lt_ring.ready_from(from, batch * n_flushers);
+		uint64 n = 0, end = from, first = 0;
+		int64 oldest_us = 0;
+		lt::Ping p;
+		for (uint64 pos = from; pos < from + avail && n < batch; pos++) {
+			lt_ring.peek_at(pos, p);
+			if (mine(p) && n++ == 0) {
+				first = pos;
+				oldest_us = p.received_us;
+			}
+			end = pos + 1;
+		}
+		if (avail > 0 && n == 0) {
+			enqueue(Committed{end, 0, 0, 0, 0}); // nothing of ours: pass it
+			continue;
+		}
 		if (n == 0 && n_in_flight > 0) {
 			settle(true); // idle: make what is in flight durable now, then look again
 			continue;
@@ -240,20 +285,20 @@ void livetrack_flusher_main(Datum) {
 		// A full batch goes at once; a partial one when it must start to be
 		// durable within flush_interval of its oldest record's receipt, or
 		// when wait_flushed() asks.
-		lt::Ping oldest;
-		lt_ring.peek(in_flight_records, oldest);
-		lt::FlushDecision d = lt::plan_flush(n, batch, lt::now_us() - oldest.received_us,
-		                                     int64(lt_flush_interval_ms) * 1000, cost,
-		                                     lt::load_acquire(lt_ctl->flush_req) > lt_ring.tail() + in_flight_records);
+		lt::FlushDecision d =
+		    lt::plan_flush(n, batch, lt::now_us() - oldest_us, int64(lt_flush_interval_ms) * 1000, cost,
+		                   lt::load_acquire(lt_ctl->flush_req) > from);
 		if (!d.go) {
 			if (n_in_flight > 0) {
 				settle(true); // time to spare: finish what is in flight, then plan again
 				continue;
 			}
+			if (first > from) // the others' records before our first need not wait for it
+				publish(Committed{first, 0, 0, 0, 0});
 			lt_worker_sleep((d.sleep_us + 999) / 1000);
 			continue;
 		}
-		if (!flush(n, extension))
+		if (!flush(from, end, n, extension))
 			extension = InvalidOid;
 	}
 }

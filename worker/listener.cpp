@@ -233,8 +233,7 @@ void livetrack_listener_main(Datum) {
 			ConditionVariableBroadcast(&lt_ctl->drained_cv);
 		}
 		if (engine->take_flusher_wake())
-			if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->flusher_procno)))
-				SetLatch(l);
+			lt_wake_flushers();
 		lt::store_relaxed(lt_ctl->tcp_connections, uint64(engine->connections()));
 
 		int64 now = lt::mono_us();

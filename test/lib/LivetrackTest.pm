@@ -7,6 +7,7 @@ use warnings;
 use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
+use Math::BigInt;
 use POSIX qw(floor);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -14,7 +15,7 @@ use Test::More;
 use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_send tcp_connect read_acks read_line
-  stat_value stats wait_flushed worker_pid wait_serving);
+  stat_value stats wait_flushed worker_pid wait_serving flusher_of);
 
 $SIG{PIPE} = 'IGNORE';    # a closed device socket is an error to report, not a reason to die
 
@@ -157,6 +158,14 @@ sub stats {
 sub wait_flushed {
 	my ($node) = @_;
 	is($node->safe_psql('postgres', "SELECT livetrack.wait_flushed('30 s')"), 't', 'wait_flushed');
+}
+
+# Which flusher (0-based) writes a driver's records: core/consumer_group.hpp.
+sub flusher_of {
+	my ($id, $n) = @_;
+	my $h = Math::BigInt->new($id)->bmul(Math::BigInt->from_hex('9E3779B97F4A7C15'))
+		->bmod(Math::BigInt->new(2)->bpow(64))->brsft(32);
+	return $h->bmod($n)->numify;
 }
 
 sub worker_pid {

@@ -19,7 +19,7 @@ FROM generate_series(0, 1) d
 JOIN pg_class c ON c.relname = 'pings_' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD')
 ORDER BY d;
 
--- Both workers show in pg_stat_activity under their own names.
+-- The workers show in pg_stat_activity under their own names.
 SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1;
 
 -- The contract's shapes (SPEC 3).
@@ -31,4 +31,4 @@ SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = 'livetrack.stats'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS returns
 FROM pg_proc p WHERE p.pronamespace = 'livetrack'::regnamespace AND p.proname !~ '^_'
-ORDER BY p.proname;
+ORDER BY p.proname, p.oid::regprocedure::text COLLATE "C";

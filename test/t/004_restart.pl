@@ -6,7 +6,9 @@ use LivetrackTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($node, $port) = start_node('restart');
+# One flusher here (the other tests run the default two): the single-flusher
+# configuration keeps working.
+my ($node, $port) = start_node('restart', 'livetrack.flushers = 1');
 my $t = now_ms();
 my @statuses = (0, 1, 2, 3);
 

@@ -1,7 +1,8 @@
 # kill -9 of each worker: the postmaster restarts everything, no record that
 # was acknowledged over TCP is lost, the live state comes back, ingest resumes.
-# And a clean stop of the flusher (SIGTERM) while it streams: it releases the
-# batches it committed before it goes, so its successor writes none twice.
+# And a clean stop of each flusher (SIGTERM) while it streams: it finishes the
+# batches it committed before it goes, so its successor writes none twice and
+# takes up its share of the ring where it stopped.
 use strict;
 use warnings;
 use IO::Select;
@@ -46,7 +47,7 @@ sub stream_and_kill {
 	return ($first, $acked, $sent);
 }
 
-for my $case ([ 'flusher', 'KILL' ], [ 'listener', 'KILL' ], [ 'flusher', 'TERM' ]) {
+for my $case ([ 'flusher 1', 'KILL' ], [ 'listener', 'KILL' ], [ 'flusher 1', 'TERM' ], [ 'flusher 2', 'TERM' ]) {
 	my ($worker, $signal) = @$case;
 	my ($first, $acked, $sent) = stream_and_kill($worker, $signal, 4);
 	ok($acked > 0, "$worker: $acked of $sent messages were acknowledged before the crash");
@@ -72,7 +73,7 @@ for my $case ([ 'flusher', 'KILL' ], [ 'listener', 'KILL' ], [ 'flusher', 'TERM'
 	is($node->safe_psql('postgres', "SELECT count(*) FROM livetrack.pings WHERE driver_id = $id"), '1',
 		"$worker: and its record is in history");
 	like($node->safe_psql('postgres', "SELECT backend_type FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1"),
-		qr/^livetrack flusher\nlivetrack listener$/, "$worker: both workers are back");
+		qr/^livetrack flusher 1\nlivetrack flusher 2\nlivetrack listener$/, "$worker: all three workers are back");
 }
 $node->stop;
 done_testing();
