@@ -38,6 +38,7 @@ struct Options {
 	int port = 5480;
 	uint64_t drivers = 1000;
 	double interval = 1;
+	double spread = 1; // a driver's period is 1..spread times the shortest
 	bool tcp = false, json = false;
 	int batch = 1;
 	int connections = 1;
@@ -66,6 +67,9 @@ void usage() {
 	    "  --duration S         seconds to run; 0 = until SIGINT/SIGTERM (10)\n"
 	    "  --rate R|max         total records/s (drivers/interval); a driver then pings\n"
 	    "                       every drivers/R s; max = as fast as the server takes it\n"
+	    "  --spread F           drivers ping at different rates: each one's period is\n"
+	    "                       drawn once from 1..F times the shortest; the total\n"
+	    "                       rate stays --rate (1: all drivers alike)\n"
 	    "  --city LAT,LON       city centre (12.9716,77.5946)\n"
 	    "  --radius-km R        city radius (15)\n"
 	    "  --id-base B          first driver id (1)\n"
@@ -109,6 +113,8 @@ Options parse(int argc, char **argv) {
 			o.drivers = tool::parse_uint(a, val(), 1, 100000000);
 		} else if (a == "--interval") {
 			o.interval = tool::parse_double(a, val(), 0.001, 86400);
+		} else if (a == "--spread") {
+			o.spread = tool::parse_double(a, val(), 1, 100);
 		} else if (a == "--proto") {
 			std::string v = val();
 			if (v != "udp" && v != "tcp")
@@ -263,12 +269,24 @@ struct Worker {
 	const Options *o = nullptr;
 	int index = 0;
 	std::vector<fleet::Driver> drivers;
+	std::vector<float> keep; // --spread: chance a driver pings when its turn comes
 	size_t next = 0;
 	int batch = 1;   // records per message: min(--batch, own drivers)
 	double rate = 0; // own records/s; 0 = max
 	fleet::Rng rng{0};
 	std::vector<uint8_t> msg;
 	Stats st;
+
+	// The next driver round-robin; with --spread a driver lets its turn pass
+	// with a fixed chance of its own, which makes its period longer.
+	fleet::Driver &pick() {
+		for (;;) {
+			size_t i = next;
+			next = (next + 1) % drivers.size();
+			if (keep.empty() || rng.uniform() < keep[i])
+				return drivers[i];
+		}
+	}
 
 	// The next message: the next `batch` drivers round-robin, so each driver's
 	// pings are spread evenly over time.
@@ -280,16 +298,14 @@ struct Worker {
 			lt::wire::Header h{lt::wire::kVersion, 0, uint16_t(batch), 0, 0, 0};
 			lt::wire::encode_header(msg.data(), h);
 			for (int i = 0; i < batch; i++) {
-				lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, now);
-				next = (next + 1) % drivers.size();
+				lt::Fix f = fleet::next_fix(pick(), o->city, rng, now);
 				lt::wire::encode_record(msg.data() + lt::wire::kHeaderSize + size_t(i) * lt::wire::kRecordSize, f);
 			}
 			return;
 		}
 		char line[512];
 		for (int i = 0; i < batch; i++) {
-			lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, now);
-			next = (next + 1) % drivers.size();
+			lt::Fix f = fleet::next_fix(pick(), o->city, rng, now);
 			size_t n = json_line(line, sizeof line, f);
 			msg.insert(msg.end(), line, line + n);
 		}
@@ -729,6 +745,8 @@ int main(int argc, char **argv) {
 		Worker &w = ws[size_t(i % uint64_t(o.connections))];
 		w.drivers.emplace_back();
 		fleet::init_driver(w.drivers.back(), o.id_base + i, o.city, master, now_us);
+		if (o.spread > 1) // period 1..spread times the shortest, uniformly
+			w.keep.push_back(float(1 / master.range(1, o.spread)));
 	}
 	for (Worker &w : ws)
 		w.batch = int(std::min<size_t>(size_t(o.batch), w.drivers.size()));
