@@ -102,21 +102,10 @@ public:
 
 	// Consumer side. peek(i) reads the i-th unreleased record, counting from
 	// tail(); false if that slot is not filled yet (or was never claimed).
-	bool peek(uint64_t i, T &out) const {
-		uint64_t pos = load_relaxed(h_->tail) + i;
-		const RingSlot<T> &s = slots_[pos & h_->mask];
-		if (load_acquire(s.seq) != pos + 1)
-			return false;
-		out = s.value;
-		return true;
-	}
+	bool peek(uint64_t i, T &out) const { return peek_at(load_relaxed(h_->tail) + i, out); }
 	// Number of consecutive filled slots from tail(), at most `limit`.
-	uint64_t ready(uint64_t limit) const {
-		uint64_t t = load_relaxed(h_->tail), n = 0;
-		while (n < limit && load_acquire(slots_[(t + n) & h_->mask].seq) == t + n + 1)
-			n++;
-		return n;
-	}
+	uint64_t ready(uint64_t limit) const { return ready_from(load_relaxed(h_->tail), limit); }
+
 	// The same by absolute position, for consumers that each take a share of
 	// the records (see consumer_group.hpp). pos must be >= tail().
 	bool peek_at(uint64_t pos, T &out) const {

@@ -31,25 +31,25 @@ is_deeply([ read_acks($bin, 1, 10) ], [ [ 0, 1, 1 ] ], 'the ACK arrives once the
 is(read_line($json, 10), "ok 1\n", 'so does "ok 1"');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM livetrack.pings WHERE driver_id IN (7001, 7002)'), '2',
 	'both records are in history');
-# Two flushers (the default): block only the one that writes driver $a, on
+# Two flushers (the default): block only the one that writes driver $stuck, on
 # its registry row (a status change updates livetrack.drivers).
-my $a = 7101;
-my $b = $a + 1;
-$b++ while flusher_of($b, 2) == flusher_of($a, 2);
+my $stuck = 7101;
+my $other = $stuck + 1;
+$other++ while flusher_of($other, 2) == flusher_of($stuck, 2);
 my $sock = tcp_connect($port);
-print $sock frame({}, record(driver_id => $a, ts => now_ms() - 1000, lat => 1, lon => 1, status => 2));
-is_deeply([ read_acks($sock, 1, 10) ], [ [ 0, 1, 1 ] ], "driver $a is registered");
-$blocker->query_safe("BEGIN; SELECT 1 FROM livetrack.drivers WHERE driver_id = $a FOR UPDATE;");
-print $sock frame({}, record(driver_id => $a, ts => now_ms(), lat => 1, lon => 1, status => 3));
-print $sock frame({}, record(driver_id => $b, ts => now_ms(), lat => 1, lon => 1, status => 2));
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM livetrack.pings WHERE driver_id = $b"),
-	"driver $b (the other flusher) reaches history while driver ${a}'s flusher waits");
+print $sock frame({}, record(driver_id => $stuck, ts => now_ms() - 1000, lat => 1, lon => 1, status => 2));
+is_deeply([ read_acks($sock, 1, 10) ], [ [ 0, 1, 1 ] ], "driver $stuck is registered");
+$blocker->query_safe("BEGIN; SELECT 1 FROM livetrack.drivers WHERE driver_id = $stuck FOR UPDATE;");
+print $sock frame({}, record(driver_id => $stuck, ts => now_ms(), lat => 1, lon => 1, status => 3));
+print $sock frame({}, record(driver_id => $other, ts => now_ms(), lat => 1, lon => 1, status => 2));
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM livetrack.pings WHERE driver_id = $other"),
+	"driver $other (the other flusher) reaches history while driver ${stuck}'s flusher waits");
 is(scalar(read_acks($sock, 1, 1)), 0, 'but no ACK goes out: the first unACKed record is not committed');
-is($node->safe_psql('postgres', "SELECT count(*) FROM livetrack.pings WHERE driver_id = $a"), '1',
-	"driver ${a}'s second fix is not in history yet");
+is($node->safe_psql('postgres', "SELECT count(*) FROM livetrack.pings WHERE driver_id = $stuck"), '1',
+	"driver ${stuck}'s second fix is not in history yet");
 $blocker->query_safe('COMMIT');
 is_deeply([ read_acks($sock, 2, 10) ], [ [ 0, 2, 1 ], [ 0, 3, 1 ] ], 'both ACKs come once it commits');
-is($node->safe_psql('postgres', "SELECT status FROM livetrack.drivers WHERE driver_id = $a"), 'busy',
+is($node->safe_psql('postgres', "SELECT status FROM livetrack.drivers WHERE driver_id = $stuck"), 'busy',
 	'and the status change is stored');
 
 $blocker->quit;
