@@ -10,7 +10,14 @@
 // exception ends the process with FATAL (the postmaster restarts it and the
 // shared state survives). Postgres errors here are FATAL too: there is no
 // error-recovery loop, so no longjmp crosses the engine's frames.
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <linux/sched.h>
+#include <linux/sched/types.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "../core/clock.hpp"
 #include "../core/gserialized.hpp"
@@ -33,6 +40,28 @@ static lt::ListenerEngine *engine;
 // kBusyGapUs, are a busy trickle (see the main loop).
 constexpr uint64 kBatchWorthy = 16;
 constexpr int64 kBusyGapUs = 250;
+
+// The listener wakes for nearly every datagram and does little each time,
+// while the flushers are CPU-bound. On an EEVDF kernel (Linux 6.12 and
+// later) a task that asks for a short slice gets an early deadline, so it
+// runs as soon as it wakes instead of after a flusher's slice: receipt ->
+// visible p99 at 100,000 fixes/s on two cores went from 3.5-4.4 ms to
+// 1.6-2.6 ms. It keeps the same share of CPU. Older kernels ignore the
+// field; no privilege is needed, and failure only costs that latency.
+static void request_short_slice(void) {
+#ifdef SYS_sched_setattr
+	struct sched_attr attr;
+	memset(&attr, 0, sizeof attr);
+	attr.size = sizeof attr;
+	attr.sched_policy = SCHED_NORMAL;
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, 0);
+	attr.sched_nice = errno == 0 ? nice : 0; // keep whatever nice we were started with
+	attr.sched_runtime = 100 * 1000;         // ns: the shortest slice the kernel allows
+	if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
+		ereport(LOG, (errmsg("livetrack listener: could not ask for a short scheduler slice: %m")));
+#endif
+}
 
 template <typename F> static void engine_call(const char *what, F &&fn) {
 	char msg[256];
@@ -169,6 +198,7 @@ static void stop_serving(WaitEventSet **set) {
 
 void livetrack_listener_main(Datum) {
 	lt_worker_start();
+	request_short_slice();
 	lt::store_release(lt_ctl->listener_procno, int32(MyProc->pgprocno));
 	before_shmem_exit(listener_exit, 0);
 	engine_call("setup", [] {
