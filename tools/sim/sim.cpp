@@ -539,6 +539,7 @@ void run_tcp(Worker &w, const Addr &addr, int64_t start, int64_t end) {
 
 struct Probe {
 	std::vector<double> visible_ms, committed_ms;
+	std::vector<double> poll_ms; // each poll's own round trip: part of every visible figure
 	std::atomic<uint64_t> sent{0}, timed_out{0};
 	bool failed = false; // could not connect, prepare or query
 };
@@ -606,10 +607,13 @@ void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t start, int6
 	size_t in_len = 0;
 	auto poll_visible = [&]() -> bool {
 		const char *vals[1] = {id};
+		int64_t issued = lt::mono_us();
 		PGresult *r = exec_prepared(c, "pos", 1, vals, &id_len);
 		if (!r)
 			return false;
 		int64_t now = lt::mono_us();
+		if (issued >= counted_from)
+			p.poll_ms.push_back(double(now - issued) / 1000.0);
 		if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && PQgetlength(r, 0, 0) == 8) {
 			int64_t live = int64_t(tool::get_be64(PQgetvalue(r, 0, 0)));
 			for (Pending &x : q)
@@ -805,7 +809,8 @@ int main(int argc, char **argv) {
 	double secs = double(stopped - start) / 1e6;
 	std::sort(probe.visible_ms.begin(), probe.visible_ms.end());
 	std::sort(probe.committed_ms.begin(), probe.committed_ms.end());
-	const auto &pv = probe.visible_ms, &pc = probe.committed_ms;
+	std::sort(probe.poll_ms.begin(), probe.poll_ms.end());
+	const auto &pv = probe.visible_ms, &pc = probe.committed_ms, &pp = probe.poll_ms;
 	double rate = secs > 0 ? double(t.records) / secs : 0;
 	// ACKs keep coming after sending stops: their rate is over start -> last ACK.
 	double ack_secs = t.last_ack_us > start ? double(t.last_ack_us - start) / 1e6 : NAN;
@@ -824,10 +829,11 @@ int main(int argc, char **argv) {
 	if (!o.probe_dsn.empty())
 		std::fprintf(human,
 		             "  probes: %llu after %g s of warm-up (%llu timed out); receipt->visible p50 %.2f p99 %.2f max %.2f ms; "
-		             "receipt->committed (ACK) p50 %.2f p99 %.2f max %.2f ms\n",
+		             "receipt->committed (ACK) p50 %.2f p99 %.2f max %.2f ms; SQL poll round trip p50 %.2f p99 %.2f ms\n",
 		             (unsigned long long)probe.sent.load(), o.probe_warmup, (unsigned long long)probe.timed_out.load(),
 		             tool::percentile(pv, .5), tool::percentile(pv, .99), tool::percentile(pv, 1),
-		             tool::percentile(pc, .5), tool::percentile(pc, .99), tool::percentile(pc, 1));
+		             tool::percentile(pc, .5), tool::percentile(pc, .99), tool::percentile(pc, 1),
+		             tool::percentile(pp, .5), tool::percentile(pp, .99));
 	if (o.summary_json) {
 		auto tcp_num = [&](uint64_t v) { return o.tcp ? std::to_string(v) : std::string("null"); };
 		std::printf("{\"seconds\":%.3f,\"records_sent\":%llu,\"messages_sent\":%llu,\"rate\":%.1f,"
@@ -835,6 +841,7 @@ int main(int argc, char **argv) {
 		            "\"ack_order_errors\":%s,\"send_errors\":%llu,\"failed_connections\":%d,"
 		            "\"probe_visible_p50_ms\":%s,\"probe_visible_p99_ms\":%s,\"probe_visible_max_ms\":%s,"
 		            "\"probe_committed_p50_ms\":%s,\"probe_committed_p99_ms\":%s,\"probe_committed_max_ms\":%s,"
+		            "\"probe_poll_p50_ms\":%s,\"probe_poll_p99_ms\":%s,"
 		            "\"probes\":%llu,\"probes_timed_out\":%llu}\n",
 		            secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
 		            tcp_num(t.acked).c_str(), tool::json_num(ack_secs).c_str(), tcp_num(t.accepted).c_str(), tcp_num(t.partial).c_str(),
@@ -842,7 +849,8 @@ int main(int argc, char **argv) {
 		            t.failed, tool::json_num(tool::percentile(pv, .5)).c_str(),
 		            tool::json_num(tool::percentile(pv, .99)).c_str(), tool::json_num(tool::percentile(pv, 1)).c_str(),
 		            tool::json_num(tool::percentile(pc, .5)).c_str(), tool::json_num(tool::percentile(pc, .99)).c_str(),
-		            tool::json_num(tool::percentile(pc, 1)).c_str(), (unsigned long long)probe.sent.load(),
+		            tool::json_num(tool::percentile(pc, 1)).c_str(), tool::json_num(tool::percentile(pp, .5)).c_str(),
+		            tool::json_num(tool::percentile(pp, .99)).c_str(), (unsigned long long)probe.sent.load(),
 		            (unsigned long long)probe.timed_out.load());
 	}
 	std::fflush(stdout);
