@@ -6,6 +6,7 @@
 use strict;
 use warnings;
 use IO::Select;
+use POSIX ();
 use LivetrackTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -74,6 +75,19 @@ for my $case ([ 'flusher 1', 'KILL' ], [ 'listener', 'KILL' ], [ 'flusher 1', 'T
 		"$worker: and its record is in history");
 	like($node->safe_psql('postgres', "SELECT backend_type FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1"),
 		qr/^livetrack flusher 1\nlivetrack flusher 2\nlivetrack listener$/, "$worker: all three workers are back");
+}
+
+# The listener asks for a short scheduler slice (docs/architecture.md), and
+# so does each listener the postmaster restarted above. Kernels before 6.12
+# have no per-task slice to ask for.
+SKIP: {
+	my ($major, $minor) = (POSIX::uname())[2] =~ /^(\d+)\.(\d+)/;
+	skip 'no per-task scheduler slice before Linux 6.12', 1 unless $major > 6 || ($major == 6 && $minor >= 12);
+	my $pid = worker_pid($node, 'listener');
+	open(my $fh, '<', "/proc/$pid/sched") or skip "cannot read /proc/$pid/sched", 1;
+	my ($slice) = join('', <$fh>) =~ /^se\.slice\s*:\s*(\d+)/m;
+	close $fh;
+	is($slice, 100000, 'the restarted listener runs on a 100 us scheduler slice');
 }
 $node->stop;
 done_testing();
