@@ -15,7 +15,6 @@
 #include <cstring>
 #include <linux/sched.h>
 #include <linux/sched/types.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -49,15 +48,17 @@ constexpr int64 kBusyGapUs = 250;
 // 1.6-2.6 ms. It keeps the same share of CPU. Older kernels ignore the
 // field; no privilege is needed, and failure only costs that latency.
 static void request_short_slice(void) {
-#ifdef SYS_sched_setattr
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
 	struct sched_attr attr;
 	memset(&attr, 0, sizeof attr);
+	// Keep whatever policy and nice the server was started with; only the
+	// fair-share policies have a slice.
+	if (syscall(SYS_sched_getattr, 0, &attr, sizeof attr, 0) != 0 ||
+	    (attr.sched_policy != SCHED_NORMAL && attr.sched_policy != SCHED_BATCH))
+		return;
 	attr.size = sizeof attr;
-	attr.sched_policy = SCHED_NORMAL;
-	errno = 0;
-	int nice = getpriority(PRIO_PROCESS, 0);
-	attr.sched_nice = errno == 0 ? nice : 0; // keep whatever nice we were started with
-	attr.sched_runtime = 100 * 1000;         // ns: the shortest slice the kernel allows
+	attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK; // leave utilization clamps alone
+	attr.sched_runtime = 100 * 1000;              // ns: the shortest slice the kernel allows
 	if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
 		ereport(LOG, (errmsg("livetrack listener: could not ask for a short scheduler slice: %m")));
 #endif
