@@ -10,7 +10,6 @@
 // exception ends the process with FATAL (the postmaster restarts it and the
 // shared state survives). Postgres errors here are FATAL too: there is no
 // error-recovery loop, so no longjmp crosses the engine's frames.
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <linux/sched.h>
