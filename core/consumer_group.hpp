@@ -11,6 +11,8 @@
 // everything before it is committed.
 #pragma once
 
+#include <sched.h>
+
 #include <cstdint>
 #include <type_traits>
 
@@ -53,11 +55,16 @@ inline uint64_t consumer_done(const ConsumerGroup &g, uint32_t i) { return load_
 // few stores of a release and never across anything that can fail.
 template <typename T> bool consumer_finish(ConsumerGroup &g, Ring<T> &ring, uint32_t i, uint64_t pos) {
 	store_release(g.done[i], pos);
-	for (;;) {
+	for (uint32_t spins = 0;; spins++) {
 		uint32_t expected = 0;
 		if (cas(g.lock, expected, 1u))
 			break;
-		cpu_relax();
+		// The holder may have been preempted mid-release (two cores, busy
+		// flushers): give it the CPU instead of spinning out a whole slice.
+		if (spins % 64 == 63)
+			sched_yield();
+		else
+			cpu_relax();
 	}
 	uint64_t low = pos;
 	for (uint32_t c = 0; c < g.count; c++) {
