@@ -12,8 +12,7 @@
 // error-recovery loop, so no longjmp crosses the engine's frames.
 #include <cmath>
 #include <cstring>
-#include <linux/sched.h>
-#include <linux/sched/types.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,16 +47,26 @@ constexpr int64 kBusyGapUs = 250;
 // field; no privilege is needed, and failure only costs that latency.
 static void request_short_slice(void) {
 #if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
-	struct sched_attr attr;
+	// The kernel's struct sched_attr, first version (its uapi header clashes
+	// with glibc's <sched.h>, and glibc before 2.41 has no wrapper).
+	struct {
+		uint32 size, sched_policy;
+		uint64 sched_flags;
+		int32 sched_nice;
+		uint32 sched_priority;
+		uint64 sched_runtime, sched_deadline, sched_period;
+	} attr;
+	static_assert(sizeof attr == 48, "SCHED_ATTR_SIZE_VER0");
+	constexpr uint64 kResetOnFork = 0x01; // SCHED_FLAG_RESET_ON_FORK
 	memset(&attr, 0, sizeof attr);
 	// Keep whatever policy and nice the server was started with; only the
 	// fair-share policies have a slice.
 	if (syscall(SYS_sched_getattr, 0, &attr, sizeof attr, 0) != 0 ||
-	    (attr.sched_policy != SCHED_NORMAL && attr.sched_policy != SCHED_BATCH))
+	    (attr.sched_policy != SCHED_OTHER && attr.sched_policy != SCHED_BATCH))
 		return;
 	attr.size = sizeof attr;
-	attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK; // leave utilization clamps alone
-	attr.sched_runtime = 100 * 1000;              // ns: the shortest slice the kernel allows
+	attr.sched_flags &= kResetOnFork; // leave utilization clamps alone
+	attr.sched_runtime = 100 * 1000;  // ns: the shortest slice the kernel allows
 	if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
 		ereport(LOG, (errmsg("livetrack listener: could not ask for a short scheduler slice: %m")));
 #endif
