@@ -385,6 +385,10 @@ TEST_F(EngineTest, UdpBinaryMessageUpdatesLiveStateAndRing) {
 // time and in the receipt-to-visible histogram.
 TEST_F(EngineTest, UdpReceiptIsTheKernelTimestamp) {
 	start();
+	// When no socket on the machine had asked for receive timestamps before,
+	// Linux switches them on from a work queue, a moment later; until then a
+	// datagram is stamped when it is read. (Seen on a fresh CI machine.)
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	int64_t now = now_ms();
 	int64_t sent_us = now_us();
 	udp_send(make_frame({make_fix(21, now, 1, 1), make_fix(22, now, 2, 2)}));
