@@ -38,6 +38,7 @@ struct LtControl {
 	uint64 drain_pos;
 	uint64 flush_req; // the flushers commit up to here without waiting for a batch
 	lt::ConsumerGroup flushers; // how far each flusher has made its share durable
+	int64 writeback_due_us;     // monotonic: when a flusher next starts history writeback
 	ConditionVariable drained_cv;
 	ConditionVariable flushed_cv;
 

@@ -34,8 +34,6 @@ struct PartitionCache {
 	int next;
 } cache;
 
-int64 next_writeback_us; // see start_writeback()
-
 int64 day_of(int64 ts_ms) { return ts_ms >= 0 ? ts_ms / kDayMs : -((-ts_ms + kDayMs - 1) / kDayMs); }
 
 Oid partition_for(int64 day) {
@@ -107,8 +105,8 @@ void fill_slot(TupleTableSlot *slot, const int *attidx, const lt::Ping &p) {
 // *_flush_after setting covers; left to the kernel's defaults, gigabytes of
 // it pile up in the page cache, and the WAL fsync of a commit can end up
 // waiting behind a large share of them (100-500 ms stalls on ext4). Started
-// every kWritebackEveryUs, the pile never forms. The call itself took up to
-// 18 ms when the disk was busy.
+// every kWritebackEveryUs (by one flusher), the pile never forms. The call
+// itself took up to 18 ms when the disk was busy.
 void start_writeback(Relation r) {
 	SMgrRelation smgr = RelationGetSmgr(r);
 	smgrwriteback(smgr, MAIN_FORKNUM, 0, smgrnblocks(smgr, MAIN_FORKNUM));
@@ -151,9 +149,10 @@ void insert_into(Oid relid, const lt::Ping *pings, const int *rows, int n) {
 		ExecDropSingleTupleTableSlot(slots[i]);
 	FreeBulkInsertState(bistate);
 	table_finish_bulk_insert(rel, 0);
-	int64 now = lt::mono_us();
-	if (now >= next_writeback_us) {
-		next_writeback_us = now + kWritebackEveryUs;
+	// Whichever flusher comes first after the interval does it for all: they
+	// write the same partition.
+	int64 now = lt::mono_us(), due = lt::load_relaxed(lt_ctl->writeback_due_us);
+	if (now >= due && lt::cas(lt_ctl->writeback_due_us, due, now + kWritebackEveryUs)) {
 		start_writeback(rel);
 		for (int i = 0; i < rri->ri_NumIndices; i++)
 			start_writeback(rri->ri_IndexRelationDescs[i]);
