@@ -13,6 +13,7 @@ namespace lt {
 namespace {
 
 constexpr double kCellDeg = 1.0 / kCellsPerDegree;
+constexpr double kAreaDeg = kCellDeg * (1 << kAreaShift);
 constexpr uint32_t kMinSlots = 1024;
 constexpr double kMaxLoad = 0.7;
 
@@ -68,13 +69,14 @@ bool closer(const Neighbor &a, const Neighbor &b) {
 	return a.distance_m < b.distance_m || (a.distance_m == b.distance_m && a.v.driver_id < b.v.driver_id);
 }
 
-// The cells one search has seen: a bitmap over the 64 x 64 cells around the
-// start (about 28 km across), and a hash set for any beyond it.
-class CellSet {
+// The grid squares (cells, or areas of 8 x 8 cells) one search has seen: a
+// bitmap over the 64 x 64 squares around the start, and a hash set for any
+// beyond it. `Columns` squares make one row (longitude wraps).
+template <uint32_t Columns> class SquareSet {
 public:
-	CellSet(uint32_t lat0, uint32_t lon0) : lat0_(lat0), lon0_(lon0) {}
+	SquareSet(uint32_t lat0, uint32_t lon0) : lat0_(lat0), lon0_(lon0) {}
 	bool insert(uint32_t lat, uint32_t lon) { // false if already seen
-		uint32_t di = lat - lat0_ + kHalf, dj = (lon - lon0_ + kHalf + kLonCells) % kLonCells;
+		uint32_t di = lat - lat0_ + kHalf, dj = (lon - lon0_ + kHalf + Columns) % Columns;
 		if (di < kSide && dj < kSide) {
 			uint64_t &word = bits_[di * (kSide / 64) + dj / 64], bit = uint64_t(1) << (dj % 64);
 			if (word & bit)
@@ -123,6 +125,8 @@ private:
 	std::vector<uint64_t> far_;
 	size_t far_n_ = 0, n_ = 0;
 };
+using CellSet = SquareSet<kLonCells>;
+using AreaSet = SquareSet<kLonAreas>;
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -196,9 +200,12 @@ private:
 	} slots_[32];
 };
 
+constexpr uint32_t kAreaFlag = 0x80000000u;
+
 struct Frontier {
 	double bound;
-	uint32_t lat, lon;
+	uint32_t lat, lon; // a cell, or with kAreaFlag in lat an area that holds no cell
+
 	bool operator>(const Frontier &o) const { return bound > o.bound; }
 };
 
@@ -640,6 +647,36 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
 	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
 	CellSet seen(qi, qj);
+	AreaSet seen_areas(qi >> kAreaShift, qj >> kAreaShift);
+	// Queues a square next to one just visited, unless seen before or too far.
+	// A cell in an area that never held a driver is queued as that whole area:
+	// empty country is crossed 64 cells at a time.
+	auto reach = [&](int64_t ni, int64_t nj_any) {
+		if (ni < 0 || ni >= kLatCells)
+			return;
+		uint32_t i = uint32_t(ni), j = uint32_t((nj_any + kLonCells) % kLonCells);
+		if (!area_used(i, j)) {
+			uint32_t ai = i >> kAreaShift, aj = j >> kAreaShift;
+			if (!seen_areas.insert(ai, aj))
+				return;
+			uint32_t r0 = ai << kAreaShift, r1 = r0 + (1u << kAreaShift) - 1;
+			double lat0 = -90.0 + double(r0) * kCellDeg, lon0 = -180.0 + double(aj << kAreaShift) * kCellDeg;
+			double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kAreaDeg, lon0, lon0 + kAreaDeg,
+			                         std::min(row_cos(r0), row_cos(r1)));
+			if (b <= limit())
+				frontier.push({b, ai | kAreaFlag, aj});
+			return;
+		}
+		if (!seen.insert(i, j))
+			return;
+		double lat0 = -90.0 + double(i) * kCellDeg, lon0 = -180.0 + double(j) * kCellDeg;
+		double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg, row_cos(i));
+		if (b > limit())
+			return;
+		frontier.push({b, i, j});
+		// Its hash slot is likely a cache miss: start loading it now.
+		__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(i) << 32 | j) + 1)) & (h_->capacity - 1)]);
+	};
 	frontier.push({0, qi, qj});
 	seen.insert(qi, qj);
 	while (!frontier.empty()) {
@@ -647,6 +684,23 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		if (f.bound > limit())
 			break;
 		frontier.pop();
+		if (f.lat & kAreaFlag) {
+			// Nothing inside: go on to the ring of cells around it.
+			int64_t i0 = int64_t(f.lat & ~kAreaFlag) << kAreaShift, j0 = int64_t(f.lon) << kAreaShift;
+			int64_t side = int64_t(1) << kAreaShift;
+			for (int64_t d = -1; d <= side; d++) {
+				reach(i0 - 1, j0 + d);
+				reach(i0 + side, j0 + d);
+			}
+			for (int64_t d = 0; d < side; d++) {
+				reach(i0 + d, j0 - 1);
+				reach(i0 + d, j0 + side);
+			}
+			// An area's ring costs about what four cells' neighbours do.
+			if (seen.size() + 4 * seen_areas.size() > budget)
+				return brute_force();
+			continue;
+		}
 		uint32_t slot = area_used(f.lat, f.lon) ? find((uint64_t(f.lat) << 32 | f.lon) + 1) : kNoEntry;
 		if (slot != kNoEntry && worth_reading(cells_[slot])) {
 			if (!read_cell(slot, cell))
@@ -674,26 +728,11 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 					consider(r, cos_min);
 			}
 		}
-		for (int di = -1; di <= 1; di++) {
-			for (int dj = -1; dj <= 1; dj++) {
-				int64_t ni = int64_t(f.lat) + di;
-				if ((di == 0 && dj == 0) || ni < 0 || ni >= kLatCells)
-					continue;
-				uint32_t nj = uint32_t((int64_t(f.lon) + dj + kLonCells) % kLonCells);
-				if (!seen.insert(uint32_t(ni), nj))
-					continue;
-				double lat0 = -90.0 + double(ni) * kCellDeg, lon0 = -180.0 + double(nj) * kCellDeg;
-				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg,
-				                         row_cos(uint32_t(ni)));
-				if (b > limit())
-					continue;
-				frontier.push({b, uint32_t(ni), nj});
-				// Its hash slot is likely a cache miss: start loading it now.
-				if (area_used(uint32_t(ni), nj))
-					__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(ni) << 32 | nj) + 1)) & (h_->capacity - 1)]);
-			}
-		}
-		if (seen.size() > budget)
+		for (int di = -1; di <= 1; di++)
+			for (int dj = -1; dj <= 1; dj++)
+				if (di != 0 || dj != 0)
+					reach(int64_t(f.lat) + di, int64_t(f.lon) + dj);
+		if (seen.size() + 4 * seen_areas.size() > budget)
 			return brute_force();
 	}
 	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check

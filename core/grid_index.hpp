@@ -22,11 +22,12 @@
 //
 // Queries: nearest() is a best-first search over cells ordered by a lower
 // bound of their distance from the query point, stopping as soon as no
-// unvisited cell can beat the k-th result. Longitude wraps, so the
-// antimeridian needs nothing special; a polar cap is one row of cells, all
-// neighbours of each other. If a search would touch too many cells (a huge
-// radius over an empty map) it scans all entries instead: cost is
-// min(neighbourhood, fleet).
+// unvisited cell can beat the k-th result. Areas that never held a cell
+// enter the queue whole, so empty country costs one step per 8 x 8 cells.
+// Longitude wraps, so the antimeridian needs nothing special; a polar cap is
+// one row of cells, all neighbours of each other. If a search would touch
+// too many cells (a huge radius over an empty map) it scans all entries
+// instead: cost is min(neighbourhood, fleet).
 #pragma once
 
 #include <cstddef>

@@ -189,6 +189,44 @@ TEST(GridIndex, PolesAntimeridianAndEmptyPlaces) {
 	EXPECT_EQ(tb.nearest(0, 180, 10, 0).size(), 2u) << "radius 0 still finds the exact points (+180 and -180)";
 }
 
+TEST(GridIndex, EmptyCountryBetweenVillagesIsCrossedRight) {
+	// Villages of a few drivers with tens of kilometres of nothing between
+	// them: searches cross whole empty areas (8 x 8 cells) at once, and must
+	// still find what lies beyond, also across the antimeridian and near a pole.
+	Table tb(4000);
+	std::mt19937_64 rng(11);
+	std::uniform_real_distribution<double> u(0, 1), jitter(-0.004, 0.004);
+	struct Region {
+		double lat0, lon0, dlat, dlon;
+	} regions[] = {{40, 10, 2, 2}, {-1, 178.5, 2, 3}, {86, -30, 3, 60}};
+	uint64_t id = 1;
+	for (const Region &r : regions) {
+		for (int v = 0; v < 40; v++) {
+			double lat = r.lat0 + u(rng) * r.dlat, lon = r.lon0 + u(rng) * r.dlon;
+			for (int d = 0; d < 1 + int(u(rng) * 20); d++) {
+				double dlon = lon + jitter(rng);
+				if (dlon >= 180)
+					dlon -= 360;
+				tb.put(id++, lat + jitter(rng), dlon, 1, d % 3 == 0 ? kStatusBusy : kStatusAvailable);
+			}
+		}
+	}
+	for (const Region &r : regions) {
+		for (int i = 0; i < 60; i++) {
+			double lat = r.lat0 + u(rng) * r.dlat, lon = r.lon0 + u(rng) * r.dlon;
+			if (lon >= 180)
+				lon -= 360;
+			SCOPED_TRACE(::testing::Message() << "q=(" << lat << "," << lon << ")");
+			for (uint32_t k : {1u, 5u, 50u}) {
+				expect_same(tb.nearest(lat, lon, k), brute(tb.t, lat, lon, k), "unbounded");
+				expect_same(tb.nearest(lat, lon, k, 30000), brute(tb.t, lat, lon, k, 30000), "30 km");
+				expect_same(tb.nearest(lat, lon, k, 100000, kStatusAvailable),
+				            brute(tb.t, lat, lon, k, 100000, kStatusAvailable), "100 km, available");
+			}
+		}
+	}
+}
+
 TEST(GridIndex, KLargerThanFleetAndEmptyTable) {
 	Table empty(100);
 	EXPECT_TRUE(empty.nearest(10, 10, 10).empty());
