@@ -32,12 +32,22 @@ lt_install_packages() {
 
 # A bigger UDP receive buffer lets the listener ride out bursts (the kernel
 # caps SO_RCVBUF at net.core.rmem_max). Best effort: not allowed everywhere.
+# Says what it changed; lt_restore_kernel puts the old value back (sockets
+# already open keep their buffer).
+LT_OLD_RMEM_MAX=
 lt_tune_kernel() {
 	local want=33554432 have
 	have=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
-	if [ "$have" -lt "$want" ]; then
-		as_root sysctl -q -w net.core.rmem_max=$want >/dev/null 2>&1 || true
+	if [ "$have" -lt "$want" ] && as_root sysctl -q -w net.core.rmem_max=$want >/dev/null 2>&1; then
+		LT_OLD_RMEM_MAX=$have
+		log "net.core.rmem_max raised from $have to $want (until reboot, or until this script puts it back)"
 	fi
+}
+lt_restore_kernel() {
+	[ -n "$LT_OLD_RMEM_MAX" ] || return 0
+	as_root sysctl -q -w net.core.rmem_max="$LT_OLD_RMEM_MAX" >/dev/null 2>&1 || true
+	log "net.core.rmem_max put back to $LT_OLD_RMEM_MAX"
+	LT_OLD_RMEM_MAX=
 }
 
 PG_BINDIR=/usr/lib/postgresql/15/bin
