@@ -21,3 +21,17 @@ GROUP BY d ORDER BY d DESC;
 
 -- Not for ordinary roles: the maintenance functions are revoked from PUBLIC.
 SELECT has_function_privilege('public', 'livetrack._maintain_partitions(int)', 'execute') AS public_may_maintain;
+
+-- Users may add columns to history (not drop livetrack's: the extension
+-- owns them): the flushers fill theirs by name and leave the others NULL,
+-- and follow when a column comes or goes.
+ALTER TABLE livetrack.pings ADD COLUMN note text;
+SELECT livetrack.ingest(3001, 10, 20, now() - interval '2 s', accuracy_m => 5);
+SELECT livetrack.wait_flushed('10 s');
+SELECT driver_id, ST_AsText(geog) AS geog, accuracy_m, note IS NULL AS note_is_null
+FROM livetrack.pings WHERE driver_id = 3001;
+ALTER TABLE livetrack.pings DROP COLUMN note;
+ALTER TABLE livetrack.pings DROP COLUMN accuracy_m;
+SELECT livetrack.ingest(3001, 10.5, 20.5, now() - interval '1 s', accuracy_m => 7.5);
+SELECT livetrack.wait_flushed('10 s');
+SELECT driver_id, ST_AsText(geog) AS geog, accuracy_m FROM livetrack.pings WHERE driver_id = 3001 ORDER BY ts;
