@@ -148,6 +148,7 @@ TupleTableSlot **slots_for(Relation rel, int n) {
 		slot_cache.n = 0;
 		if (slot_cache.desc != NULL)
 			FreeTupleDesc(slot_cache.desc);
+		slot_cache.desc = NULL; // in case the copy fails
 		slot_cache.desc = CreateTupleDescCopy(desc); // refcount -1: never pinned
 		slot_cache.ops = ops;
 	}
