@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace lt::geo {
 
@@ -95,24 +96,78 @@ constexpr double kSphereUpperRatio = 1.005;
 // (within 0.5 %); no fleet query goes there.
 class GeodesicFrom {
 public:
-	GeodesicFrom(double lat, double lon) : lon_(lon) { reduced(lat, sin_u1_, cos_u1_); }
+	GeodesicFrom(double lat, double lon) : lat_(lat), lon_(lon) {
+		double p = lat * kDegToRad;
+		sin_p1_ = std::sin(p);
+		cos_p1_ = std::cos(p);
+		reduced(sin_p1_, cos_p1_, sin_u1_, cos_u1_);
+	}
 
 	double to(double lat2, double lon2) const {
-		double su2, cu2;
-		reduced(lat2, su2, cu2);
 		double l = lon2 - lon_;
 		if (std::fabs(l) > 180)
 			l -= std::copysign(360.0, l);
 		l *= kDegToRad;
+		double d = (lat2 - lat_) * kDegToRad, su2, cu2;
+		if (std::fabs(l) < kNear && std::fabs(d) < kNear) {
+			// Nearby (the usual case): the same method with the sines and
+			// cosines of small angles from their series, to double precision.
+			double sd = sin_small(d), cd = cos_small(d);
+			reduced(sin_p1_ * cd + cos_p1_ * sd, cos_p1_ * cd - sin_p1_ * sd, su2, cu2);
+			return solve<true>(su2, cu2, l, lat2, lon2);
+		}
+		return to_libm(lat2, lon2);
+	}
+	// The same with the library's sines and cosines at any distance.
+	double to_libm(double lat2, double lon2) const {
+		double l = lon2 - lon_;
+		if (std::fabs(l) > 180)
+			l -= std::copysign(360.0, l);
+		double p2 = lat2 * kDegToRad, su2, cu2;
+		reduced(std::sin(p2), std::cos(p2), su2, cu2);
+		return solve<false>(su2, cu2, l * kDegToRad, lat2, lon2);
+	}
+
+private:
+	// Below this many radians the series of sin_small() and friends are exact
+	// in double precision (the first term left out is under 1e-19 of the sum).
+	static constexpr double kNear = 0.02;
+	static double sin_small(double x) {
+		constexpr double c3 = 1.0 / 6, c5 = 1.0 / 120, c7 = 1.0 / 5040, c9 = 1.0 / 362880;
+		double x2 = x * x;
+		return x * (1 - x2 * (c3 - x2 * (c5 - x2 * (c7 - x2 * c9))));
+	}
+	static double cos_small(double x) {
+		constexpr double c2 = 1.0 / 2, c4 = 1.0 / 24, c6 = 1.0 / 720, c8 = 1.0 / 40320, c10 = 1.0 / 3628800;
+		double x2 = x * x;
+		return 1 - x2 * (c2 - x2 * (c4 - x2 * (c6 - x2 * (c8 - x2 * c10))));
+	}
+	static double atan_small(double x) {
+		constexpr double c3 = 1.0 / 3, c5 = 1.0 / 5, c7 = 1.0 / 7, c9 = 1.0 / 9, c11 = 1.0 / 11;
+		double x2 = x * x;
+		return x * (1 - x2 * (c3 - x2 * (c5 - x2 * (c7 - x2 * (c9 - x2 * c11)))));
+	}
+
+	template <bool Near> double solve(double su2, double cu2, double l, double lat2, double lon2) const {
 		double lambda = l, sin_sigma = 0, cos_sigma = 1, sigma = 0, cos2_alpha = 1, cos_2sm = 0;
 		for (int iter = 0;; iter++) {
-			double sl = std::sin(lambda), cl = std::cos(lambda);
+			double sl, cl;
+			if constexpr (Near) {
+				sl = sin_small(lambda);
+				cl = cos_small(lambda);
+			} else {
+				sl = std::sin(lambda);
+				cl = std::cos(lambda);
+			}
 			double t1 = cu2 * sl, t2 = cos_u1_ * su2 - sin_u1_ * cu2 * cl;
 			sin_sigma = std::sqrt(t1 * t1 + t2 * t2);
 			if (sin_sigma == 0)
 				return 0; // same point
 			cos_sigma = sin_u1_ * su2 + cos_u1_ * cu2 * cl;
-			sigma = std::atan2(sin_sigma, cos_sigma);
+			if constexpr (Near)
+				sigma = atan_small(sin_sigma / cos_sigma); // sigma < 2 kNear: cos_sigma is near 1
+			else
+				sigma = std::atan2(sin_sigma, cos_sigma);
 			double sin_alpha = cos_u1_ * cu2 * sl / sin_sigma;
 			cos2_alpha = 1 - sin_alpha * sin_alpha;
 			cos_2sm = cos2_alpha != 0 ? cos_sigma - 2 * sin_u1_ * su2 / cos2_alpha : 0; // equatorial line
@@ -123,7 +178,7 @@ public:
 			if (std::fabs(lambda - prev) < 1e-12)
 				break;
 			if (iter == 100 || std::fabs(lambda) > kPi)
-				return distance_m(lat_deg(), lon_, lat2, lon2); // antipodal: sphere
+				return distance_m(lat_, lon_, lat2, lon2); // antipodal: sphere
 		}
 		double u2 = cos2_alpha * (kA * kA - kB * kB) / (kB * kB);
 		double a = 1 + u2 / 16384 * (4096 + u2 * (-768 + u2 * (320 - 175 * u2)));
@@ -136,21 +191,67 @@ public:
 		return kB * a * (sigma - d_sigma);
 	}
 
-private:
-	// Reduced latitude U, tan U = (1 - f) tan(lat), as sin and cos (no tan at the poles).
-	static void reduced(double lat, double &su, double &cu) {
-		double p = lat * kDegToRad, s = (1 - kF) * std::sin(p), c = std::cos(p), h = std::hypot(s, c);
+	// Reduced latitude U, tan U = (1 - f) tan(lat), as sin and cos (no tan at
+	// the poles), from the latitude's sine and cosine.
+	static void reduced(double sin_p, double cos_p, double &su, double &cu) {
+		double s = (1 - kF) * sin_p, h = std::sqrt(s * s + cos_p * cos_p);
 		su = s / h;
-		cu = c / h;
+		cu = cos_p / h;
 	}
-	double lat_deg() const { return std::atan2(sin_u1_, (1 - kF) * cos_u1_) / kDegToRad; }
 
-	double lon_;
-	double sin_u1_, cos_u1_;
+	double lat_, lon_;
+	double sin_p1_, cos_p1_, sin_u1_, cos_u1_;
 };
 
 inline double geodesic_m(double lat1, double lon1, double lat2, double lon2) {
 	return GeodesicFrom(lat1, lon1).to(lat2, lon2);
 }
+
+// Short distances without trigonometry. Within a few kilometres of a point
+// away from the poles the spheroid is flat enough for a plane whose scales
+// are the radii of curvature there: metres north = M(lat) * dlat, metres east
+// = N(lat) * cos(mid-latitude) * dlon, the cosine moved to the midpoint to
+// first order. Inside kMaxOffsetDeg of the point and below kMaxLat it is
+// within a few parts per million of the geodesic (unit-tested against
+// GeodesicFrom); callers rely on kError and kSlackM, far wider.
+// Offsets are in units of 1e-7 degree, as fixes carry them.
+class LocalFrom {
+public:
+	static constexpr double kMaxLat = 80;
+	static constexpr double kMaxOffsetDeg = 0.025;
+	static constexpr double kError = 1e-4;
+	static constexpr double kSlackM = 1e-3;
+
+	LocalFrom(double lat, double lon) : lat7_(lat * 1e7), lon7_(lon * 1e7) {
+		double p = lat * kDegToRad, s = std::sin(p), c = std::cos(p);
+		double e2 = kF * (2 - kF), w = 1 - e2 * s * s, sw = std::sqrt(w);
+		north_ = kA * (1 - e2) / (w * sw) * kDegToRad * 1e-7;
+		east_ = kA / sw * c * kDegToRad * 1e-7;
+		tilt_ = s / c * kDegToRad * 1e-7 / 2;
+	}
+	// Offsets of a point from the origin (longitude the short way round).
+	double dlat7(int32_t lat_e7) const { return double(lat_e7) - lat7_; }
+	double dlon7(int32_t lon_e7) const {
+		double d = double(lon_e7) - lon7_;
+		return d > 1.8e9 ? d - 3.6e9 : d < -1.8e9 ? d + 3.6e9 : d;
+	}
+	// Squared plane distance, m^2, for offsets in 1e-7 degree.
+	double dist2(double dlat7, double dlon7) const {
+		double y = north_ * dlat7, x = east_ * dlon7 * (1 - tilt_ * dlat7);
+		return x * x + y * y;
+	}
+	// The smallest plane distance, squared, over offsets with |dlat| >= gap_lat,
+	// |dlon| >= gap_lon and |dlat| <= max_dlat (all >= 0).
+	double min_dist2(double gap_lat7, double gap_lon7, double max_dlat7) const {
+		double y = north_ * gap_lat7, x = east_ * gap_lon7 * (1 - std::fabs(tilt_) * max_dlat7);
+		return x * x + y * y;
+	}
+	double lat7() const { return lat7_; }
+	double lon7() const { return lon7_; }
+
+private:
+	double lat7_, lon7_;
+	double north_, east_, tilt_; // metres per 1e-7 degree; cosine's slope
+};
 
 } // namespace lt::geo

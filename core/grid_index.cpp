@@ -503,8 +503,11 @@ void GridIndex::clear() {
 	end_rebuild();
 }
 
-bool GridIndex::read_cell(uint32_t slot, std::vector<GridRecord> &out) const {
-	const GridCell &c = cells_[slot];
+// Calls each(record) for a consistent copy of a cell's records: the cell's
+// version is even and the same before and after. start() runs before every
+// attempt, so the caller can drop what a torn attempt gave it.
+template <typename Start, typename Each>
+static bool scan_cell(const GridCell &c, const GridRecord *pool, uint32_t pool_size, Start &&start, Each &&each) {
 	for (int attempt = 0; attempt < 64; attempt++) {
 		uint32_t v1 = load_acquire(c.version);
 		if (v1 & 1) {
@@ -512,17 +515,28 @@ bool GridIndex::read_cell(uint32_t slot, std::vector<GridRecord> &out) const {
 			continue;
 		}
 		uint32_t n = load_relaxed(c.count), b = load_relaxed(c.block);
-		out.clear();
-		if (n > 0 && (b == kNoEntry || uint64_t(b) + n > h_->pool_size))
+		if (n > 0 && (b == kNoEntry || uint64_t(b) + n > pool_size))
 			continue; // changing under us; the version will say so
-		out.resize(n);
+		if (!start(n))
+			return false;
 		for (uint32_t k = 0; k < n; k++)
-			out[k] = load_record(pool_[b + k]);
+			each(load_record(pool[b + k]));
 		fence_acquire();
 		if (load_relaxed(c.version) == v1)
 			return true;
 	}
 	return false;
+}
+
+bool GridIndex::read_cell(uint32_t slot, std::vector<GridRecord> &out) const {
+	return scan_cell(
+	    cells_[slot], pool_, h_->pool_size,
+	    [&](uint32_t n) {
+		    out.clear();
+		    out.reserve(n);
+		    return true;
+	    },
+	    [&](const GridRecord &r) { out.push_back(r); });
 }
 
 // Reads the entries behind some records, all cache misses at once.
@@ -540,10 +554,179 @@ static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, s
 			out[k] = LiveView{}; // driver_id 0: never matches
 }
 
-void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
+// A driver that moved while the search read cells may have been seen in two
+// of them: keep each entry once.
+static void unique_ids(std::vector<uint32_t> &ids) {
+	std::sort(ids.begin(), ids.end());
+	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+}
+
+// The k nearest from the cells around the query point, in square rings of
+// growing radius, measured on the local plane: a dense city is answered in
+// one or two rings at a few nanoseconds per driver. Every plane distance e
+// brackets the geodesic g: e (1 - kError) - kSlackM <= g <= e (1 + kError) +
+// kSlackM (geo::LocalFrom, for points within kMaxOffsetDeg). The search ends
+// once the ring's edge is farther, by that lower bound, than the k-th
+// smallest upper bound seen (any farther point is reached across the edge);
+// the drivers that can still make the top k then get their exact geodesic.
+// False when it cannot decide within kMaxRing rings (the caller runs the
+// general search).
+bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
+	constexpr int kMaxRing = 3; // cells up to 4 away: inside LocalFrom::kMaxOffsetDeg
+	constexpr uint32_t kMaxK = 64, kMaxCands = 1024;
+	static_assert((kMaxRing + 1) * kCellDeg <= geo::LocalFrom::kMaxOffsetDeg, "rings stay on the local plane");
+	if (q.k > kMaxK || !(std::fabs(q.lat) <= geo::LocalFrom::kMaxLat))
+		return false;
+	uint32_t gen = load_acquire(h_->gen);
+	if (gen & 1)
+		return false;
+	constexpr double kLow = 1 - geo::LocalFrom::kError, kHigh = 1 + geo::LocalFrom::kError;
+	constexpr double kSlack = geo::LocalFrom::kSlackM;
+	const geo::LocalFrom plane(q.lat, q.lon);
+	const int64_t min_s = q.min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(q.min_ts_ms, 1000);
+	const uint32_t min_meta_time = min_s == INT64_MIN ? 0 : meta_of(0, min_s * 1000) & kTimeMask;
+
+	// Drivers that pass the filters and whose lower bound is within `limit`,
+	// and among them the k smallest plane distances of those sure to qualify
+	// (a max-heap, squared): inside the radius by the upper bound, and fresh
+	// beyond doubt (records keep whole seconds, so the boundary second is
+	// decided on the entry).
+	struct Cand {
+		double e2;
+		uint32_t index;
+		uint32_t fresh;
+	} cands[kMaxCands];
+	uint32_t n_cands = 0;
+	double sure[kMaxK];
+	uint32_t n_sure = 0;
+	const double sure_radius = (q.radius_m - kSlack) / kHigh;
+	const double sure2 = sure_radius >= 0 ? sure_radius * sure_radius : -1;
+	double limit = q.radius_m; // the k-th result's geodesic is at most this
+	double reach2 = 0;         // plane distance^2 beyond which the lower bound exceeds limit
+	auto set_limit = [&](double l) {
+		limit = l;
+		double r = (l + kSlack) / kLow;
+		reach2 = r * r;
+	};
+	set_limit(q.radius_m);
+	auto take = [&](const Cand &c) {
+		if (!c.fresh || c.e2 > sure2)
+			return;
+		if (n_sure < q.k) {
+			sure[n_sure++] = c.e2;
+			std::push_heap(sure, sure + n_sure);
+		} else if (c.e2 < sure[0]) {
+			std::pop_heap(sure, sure + n_sure);
+			sure[n_sure - 1] = c.e2;
+			std::push_heap(sure, sure + n_sure);
+		} else {
+			return;
+		}
+		if (n_sure == q.k)
+			set_limit(std::sqrt(sure[0]) * kHigh + kSlack);
+	};
+
+	// Cell (i, j) spans [i, i + 1) x [j, j + 1) cells from (-90, -180); offsets
+	// from the query point, in 1e-7 degree, unwrapped around it.
+	constexpr double kCell7 = 1e7 / kCellsPerDegree;
+	auto lat_edge7 = [&](int64_t i) { return double(i) * kCell7 - 9e8 - plane.lat7(); };
+	auto lon_edge7 = [&](int64_t j) { return double(j) * kCell7 - 1.8e9 - plane.lon7(); };
+	const int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
+	const int64_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
+	// lon_cell() reads +180 as -180: unwrap so that the query point lies in its cell.
+	const int64_t qj_near = lon_edge7(qj) < -1e9 ? qj + kLonCells : qj;
+	const bool any_status = q.status == 0;
+
+	auto visit = [&](int64_t i, int64_t j) {
+		if (i < 0 || i >= int64_t(kLatCells))
+			return true;
+		double a = lat_edge7(i), b = lat_edge7(i + 1), c = lon_edge7(j), d = lon_edge7(j + 1);
+		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
+		if (plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2)
+			return true; // no point of the cell can make it
+		uint32_t ci = uint32_t(i), cj = uint32_t(((j % kLonCells) + kLonCells) % kLonCells);
+		if (!area_used(ci, cj))
+			return true;
+		uint32_t slot = find((uint64_t(ci) << 32 | cj) + 1);
+		if (slot == kNoEntry)
+			return true;
+		const GridCell &gc = cells_[slot];
+		if (load_relaxed(gc.count) == 0 || (!any_status && load_relaxed(gc.by_status[q.status & 3]) == 0) ||
+		    int64_t(load_relaxed(gc.newest_s)) < min_s)
+			return true;
+		// Every record is measured and appended; only those that pass stay
+		// (no branch per driver to mispredict).
+		uint32_t first = n_cands, end = n_cands;
+		bool read = scan_cell(
+		    gc, pool_, h_->pool_size,
+		    [&](uint32_t n) {
+			    end = first;
+			    return first + n <= kMaxCands;
+		    },
+		    [&](const GridRecord &r) {
+			    double e2 = plane.dist2(plane.dlat7(r.lat_e7), plane.dlon7(r.lon_e7));
+			    uint32_t t = r.meta & kTimeMask;
+			    bool ok = (any_status | (meta_status(r.meta) == q.status)) & (t >= min_meta_time) & (e2 <= reach2);
+			    cands[end] = {e2, r.index, uint32_t(min_s == INT64_MIN) | uint32_t(t > min_meta_time)};
+			    end += ok;
+		    });
+		if (!read)
+			return false;
+		n_cands = end;
+		for (uint32_t c = first; c < end; c++)
+			take(cands[c]);
+		return true;
+	};
+
+	bool done = false;
+	for (int r = 0; r <= kMaxRing && !done; r++) {
+		for (int64_t di = -r; di <= r; di++) {
+			int64_t step = (di == -r || di == r) ? 1 : 2 * r; // a ring: whole top and bottom rows, else both ends
+			for (int64_t dj = -r; dj <= r; dj += step)
+				if (!visit(qi + di, qj_near + dj))
+					return false;
+		}
+		// Nearest point outside the (2r + 1)^2 block: across one of its edges.
+		// (Rounded to 1e-7 degree the point may sit a hair outside its cell.)
+		double n = std::max(0.0, lat_edge7(qi + r + 1)), s = std::max(0.0, -lat_edge7(qi - r));
+		double e = std::max(0.0, lon_edge7(qj_near + r + 1)), w = std::max(0.0, -lon_edge7(qj_near - r));
+		double edge2 = std::min(plane.min_dist2(std::min(n, s), 0, 0), plane.min_dist2(0, std::min(e, w), std::max(n, s)));
+		done = std::sqrt(edge2) * kLow - kSlack > limit;
+	}
+	if (!done)
+		return false;
+
+	std::vector<uint32_t> ids;
+	ids.reserve(2 * q.k);
+	for (uint32_t c = 0; c < n_cands; c++)
+		if (cands[c].e2 <= reach2)
+			ids.push_back(cands[c].index);
+	unique_ids(ids);
+	std::vector<LiveView> views;
+	read_entries(live, ids.data(), ids.size(), views);
+	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
+	if (load_acquire(h_->gen) != gen)
+		return false; // the index was rebuilt under us
+	geo::GeodesicFrom origin(q.lat, q.lon);
+	for (const LiveView &v : views) {
+		if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
+			continue; // changed since its record was read
+		Neighbor nb{origin.to(v.lat_e7 / 1e7, v.lon_e7 / 1e7), v};
+		if (nb.distance_m <= q.radius_m)
+			out.push_back(nb);
+	}
+	size_t k = std::min<size_t>(q.k, out.size());
+	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
+	out.resize(k);
+	return true;
+}
+
+Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
 	out.clear();
 	if (q.k == 0)
-		return;
+		return Search::Local;
+	if (nearest_local(live, q, out))
+		return Search::Local;
 	// Ranked by geodesic distance, which is the expensive part, so it is
 	// computed last and only for drivers that can still make the top k:
 	//  - the cell's records give status, time and position: a trig-free lower
@@ -596,6 +779,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		for (const auto &c : cands)
 			if (c.first * geo::kSphereLowerRatio <= lim)
 				ids.push_back(c.second);
+		unique_ids(ids);
 		std::vector<LiveView> views;
 		read_entries(live, ids.data(), ids.size(), views);
 		for (const LiveView &v : views) {
@@ -610,6 +794,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 		out.resize(k);
 	};
 	auto brute_force = [&] {
+		out.clear();
 		cands.clear();
 		upper.clear();
 		uint32_t n = live.size();
@@ -619,6 +804,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 			consider(record_of(i, v), std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
 		}
 		finish();
+		return Search::Scan;
 	};
 	// Whether a cell's summary says it may hold a match.
 	auto worth_reading = [&](const GridCell &c) {
@@ -739,6 +925,7 @@ void GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vecto
 	if (load_acquire(h_->gen) != gen)
 		return brute_force(); // the index was rebuilt under us
 	finish();
+	return Search::Cells;
 }
 
 void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, double lon0, double lon1,

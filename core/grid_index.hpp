@@ -20,9 +20,13 @@
 // out, the listener rebuilds both in place (every entry lock held, a
 // generation counter odd) and readers that see it scan all entries instead.
 //
-// Queries: nearest() is a best-first search over cells ordered by a lower
-// bound of their distance from the query point, stopping as soon as no
-// unvisited cell can beat the k-th result. Areas that never held a cell
+// Queries: nearest() first tries the cells around the point in growing
+// square rings, measuring on the local plane (geo::LocalFrom, no
+// trigonometry), and stops when no point outside the rings can beat the k-th
+// result; that answers a dense city in one or two rings. Otherwise (sparse
+// fleets, big radii, near the poles) it runs a best-first search over cells
+// ordered by a lower bound of their distance from the query point, stopping
+// as soon as no unvisited cell can beat the k-th result. Areas that never held a cell
 // enter the queue whole, so empty country costs one step per 8 x 8 cells.
 // Longitude wraps, so the antimeridian needs nothing special; a polar cap is
 // one row of cells, all neighbours of each other. If a search would touch
@@ -105,6 +109,13 @@ struct Neighbor {
 	LiveView v;
 };
 
+// How nearest() found its answer.
+enum class Search : uint8_t {
+	Local, // the few cells around the point, on the local plane
+	Cells, // best-first over cells and empty areas
+	Scan,  // every entry (a huge neighbourhood, or the index was being rebuilt)
+};
+
 class GridIndex {
 public:
 	static uint32_t slots_for(uint32_t max_drivers);
@@ -121,7 +132,7 @@ public:
 	void clear();
 
 	// Readers. Results are sorted by distance, then driver id.
-	void nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const;
+	Search nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const;
 	// Entries whose position lies in [lat0, lat1] x [lon0, lon1] (lon0 <= lon1).
 	void within_box(const LiveTable &live, double lat0, double lat1, double lon0, double lon1, int64_t min_ts_ms,
 	                std::vector<LiveView> &out) const;
@@ -145,6 +156,7 @@ private:
 	void begin_rebuild();
 	void end_rebuild();
 	bool read_cell(uint32_t slot, std::vector<GridRecord> &out) const;
+	bool nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const;
 	bool area_used(uint32_t lat_cell, uint32_t lon_cell) const;
 
 	GridHeader *h_;

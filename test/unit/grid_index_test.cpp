@@ -38,9 +38,12 @@ struct Table {
 	std::vector<Neighbor> nearest(double lat, double lon, uint32_t k, double radius = INFINITY, uint8_t status = 0,
 	                              int64_t min_ts = INT64_MIN) {
 		std::vector<Neighbor> out;
-		t.grid().nearest(t, NearestQuery{lat, lon, k, radius, status, min_ts}, out);
+		last = t.grid().nearest(t, NearestQuery{lat, lon, k, radius, status, min_ts}, out);
+		searches[int(last)]++;
 		return out;
 	}
+	Search last = Search::Local;
+	int searches[3] = {0, 0, 0}; // by Search
 	std::vector<uint8_t> mem;
 	LiveTable t{};
 };
@@ -118,6 +121,54 @@ TEST(Geo, SphereRatioBoundsHold) {
 	}
 }
 
+TEST(Geo, NearbyGeodesicSeriesMatchTheLibrary) {
+	// Up to about a degree away GeodesicFrom takes sines and cosines from
+	// their series; they must give what the library's functions give, up to
+	// the rounding both share (t2 in Vincenty's method cancels: ~1e-9 m).
+	std::mt19937_64 rng(29);
+	std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180), u(0, 1);
+	for (int i = 0; i < 200000; i++) {
+		double la = lat(rng), lo = lon(rng), reach = std::pow(10.0, -7 * u(rng)) * 1.2; // degrees
+		double lb = std::max(-90.0, std::min(90.0, la + (u(rng) - 0.5) * 2 * reach));
+		double lo2 = lo + (u(rng) - 0.5) * 2 * reach;
+		if (lo2 >= 180)
+			lo2 -= 360;
+		geo::GeodesicFrom g(la, lo);
+		double got = g.to(lb, lo2), want = g.to_libm(lb, lo2);
+		ASSERT_NEAR(got, want, 1e-8 + 1e-12 * want) << la << "," << lo << " -> " << lb << "," << lo2;
+	}
+}
+
+TEST(Geo, LocalPlaneIsCloseToTheGeodesic) {
+	// Everywhere the local plane is used: below kMaxLat, offsets up to
+	// kMaxOffsetDeg, across the antimeridian, from millimetres up. The search
+	// allows kError (relative) plus kSlackM; the plane must do much better.
+	std::mt19937_64 rng(23);
+	const double lim = geo::LocalFrom::kMaxLat, off = geo::LocalFrom::kMaxOffsetDeg;
+	std::uniform_real_distribution<double> lat(-lim, lim), lon(-180, 180), d(-off, off), u(0, 1);
+	double worst = 0;
+	for (int i = 0; i < 400000; i++) {
+		double la = i % 7 == 0 ? (u(rng) < 0.5 ? -lim : lim) : lat(rng);
+		double lo = i % 5 == 0 ? 180 - off * u(rng) : lon(rng);
+		double scale = i % 3 == 0 ? std::pow(10.0, -6 * u(rng)) : 1; // short offsets too
+		double dlat = d(rng) * scale, dlon = d(rng) * scale;
+		if (i % 11 == 0) // the corners of the square
+			dlat = std::copysign(off, dlat), dlon = std::copysign(off, dlon);
+		int32_t la7 = int32_t(std::llround((la + dlat) * 1e7));
+		double lo2 = lo + dlon;
+		if (lo2 >= 180)
+			lo2 -= 360;
+		int32_t lo7 = int32_t(std::llround(lo2 * 1e7));
+		geo::LocalFrom plane(la, lo);
+		double e = std::sqrt(plane.dist2(plane.dlat7(la7), plane.dlon7(lo7)));
+		double g = geo::geodesic_m(la, lo, la7 / 1e7, lo7 / 1e7);
+		ASSERT_LE(std::fabs(e - g), 2e-5 * g + 1e-4) << la << "," << lo << " -> " << la7 / 1e7 << "," << lo7 / 1e7;
+		if (g > 1)
+			worst = std::max(worst, std::fabs(e - g) / g);
+	}
+	EXPECT_LT(worst, geo::LocalFrom::kError / 5);
+}
+
 TEST(Geo, RectangleBoundIsTightAndNeverTooHigh) {
 	std::mt19937_64 rng(7);
 	std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180), size(0.001, 2), u(0, 1);
@@ -157,6 +208,57 @@ TEST(GridIndex, NearestMatchesBruteForceInACity) {
 		            "status");
 		expect_same(tb.nearest(la, lo, 10, INFINITY, 0, 1050), brute(tb.t, la, lo, 10, INFINITY, 0, 1050), "max_age");
 	}
+	// Dense middle and sparse edges: both searches answered.
+	EXPECT_GT(tb.searches[int(Search::Local)], 100);
+	EXPECT_GT(tb.searches[int(Search::Cells)], 100);
+}
+
+TEST(GridIndex, DenseTownsAnsweredFromTheRingsAround) {
+	// Towns as dense as a city centre (tens of drivers per cell), one across
+	// the antimeridian and one at the local plane's latitude limit: the ring
+	// search answers, and agrees with brute force, whatever the filters, k,
+	// and where in its cell the query point lies (corners and edges too).
+	Table tb(30000);
+	std::mt19937_64 rng(5);
+	std::uniform_real_distribution<double> u(0, 1);
+	struct Town {
+		double lat, lon;
+	} towns[] = {{12.97, 77.59}, {-17.5, 180}, {79.9, 20}, {-79.95, -60}};
+	uint64_t id = 1;
+	for (const Town &t : towns) {
+		for (int i = 0; i < 6000; i++) {
+			double r = 0.03 * std::sqrt(u(rng)), a = u(rng) * 2 * geo::kPi;
+			double lat = t.lat + r * std::cos(a), lon = t.lon + r * std::sin(a) / std::cos(t.lat * geo::kDegToRad);
+			if (lon >= 180)
+				lon -= 360;
+			tb.put(id, lat, lon, 1000 + int64_t(u(rng) * 100), uint8_t(1 + id % 3));
+			id++;
+		}
+	}
+	for (int i = 0; i < 160; i++) {
+		const Town &t = towns[i % 4];
+		double la = t.lat + (u(rng) - 0.5) * 0.04, lo = t.lon + (u(rng) - 0.5) * 0.04 / std::cos(t.lat * geo::kDegToRad);
+		if (i % 5 == 0) // on a cell corner or edge
+			la = std::round(la * kCellsPerDegree) / kCellsPerDegree;
+		if (i % 10 == 0)
+			lo = std::round(lo * kCellsPerDegree) / kCellsPerDegree;
+		if (lo >= 180)
+			lo -= 360;
+		SCOPED_TRACE(::testing::Message() << "q=(" << la << "," << lo << ")");
+		for (uint32_t k : {1u, 10u, 64u, 65u}) {
+			expect_same(tb.nearest(la, lo, k, 2000), brute(tb.t, la, lo, k, 2000), "radius");
+			// Near 80 degrees cells are 75 m wide: the rings hold 10, not 64.
+			bool local = std::fabs(la) < 60 ? k <= 64 : std::fabs(la) <= geo::LocalFrom::kMaxLat && k <= 10;
+			if (local) {
+				EXPECT_EQ(tb.last, Search::Local) << "k=" << k;
+			}
+		}
+		expect_same(tb.nearest(la, lo, 10, 2000, kStatusBusy), brute(tb.t, la, lo, 10, 2000, kStatusBusy), "busy");
+		expect_same(tb.nearest(la, lo, 10, INFINITY, 0, 1060), brute(tb.t, la, lo, 10, INFINITY, 0, 1060), "fresh");
+		expect_same(tb.nearest(la, lo, 5, 30), brute(tb.t, la, lo, 5, 30), "30 m");
+		expect_same(tb.nearest(la, lo, 5, 0), brute(tb.t, la, lo, 5, 0), "radius 0");
+	}
+	EXPECT_GT(tb.searches[int(Search::Local)], 500);
 }
 
 TEST(GridIndex, PolesAntimeridianAndEmptyPlaces) {
