@@ -554,11 +554,25 @@ static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, s
 			out[k] = LiveView{}; // driver_id 0: never matches
 }
 
-// A driver that moved while the search read cells may have been seen in two
-// of them: keep each entry once.
-static void unique_ids(std::vector<uint32_t> &ids) {
+// The last contenders of a search, by entry: read them (a driver that moved
+// while the search read cells may have been seen in two of them, and is kept
+// once), check them again, and return the k nearest by exact geodesic.
+static void rank(const LiveTable &live, std::vector<uint32_t> &ids, const NearestQuery &q,
+                 const geo::GeodesicFrom &origin, std::vector<Neighbor> &out) {
 	std::sort(ids.begin(), ids.end());
 	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+	std::vector<LiveView> views;
+	read_entries(live, ids.data(), ids.size(), views);
+	for (const LiveView &v : views) {
+		if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
+			continue; // changed since its record was read
+		Neighbor n{origin.to(v.lat_e7 / 1e7, v.lon_e7 / 1e7), v};
+		if (n.distance_m <= q.radius_m)
+			out.push_back(n);
+	}
+	size_t k = std::min<size_t>(q.k, out.size());
+	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
+	out.resize(k);
 }
 
 // The k nearest from the cells around the query point, in square rings of
@@ -698,26 +712,13 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 
 	std::vector<uint32_t> ids;
 	ids.reserve(2 * q.k);
-	for (uint32_t c = 0; c < n_cands; c++)
-		if (cands[c].e2 <= reach2)
-			ids.push_back(cands[c].index);
-	unique_ids(ids);
-	std::vector<LiveView> views;
-	read_entries(live, ids.data(), ids.size(), views);
 	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return false; // the index was rebuilt under us
-	geo::GeodesicFrom origin(q.lat, q.lon);
-	for (const LiveView &v : views) {
-		if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
-			continue; // changed since its record was read
-		Neighbor nb{origin.to(v.lat_e7 / 1e7, v.lon_e7 / 1e7), v};
-		if (nb.distance_m <= q.radius_m)
-			out.push_back(nb);
-	}
-	size_t k = std::min<size_t>(q.k, out.size());
-	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
-	out.resize(k);
+	for (uint32_t c = 0; c < n_cands; c++)
+		if (cands[c].e2 <= reach2)
+			ids.push_back(cands[c].index);
+	rank(live, ids, q, geo::GeodesicFrom(q.lat, q.lon), out);
 	return true;
 }
 
@@ -779,19 +780,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		for (const auto &c : cands)
 			if (c.first * geo::kSphereLowerRatio <= lim)
 				ids.push_back(c.second);
-		unique_ids(ids);
-		std::vector<LiveView> views;
-		read_entries(live, ids.data(), ids.size(), views);
-		for (const LiveView &v : views) {
-			if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
-				continue; // changed since its record was read
-			Neighbor n{origin.to(v.lat_e7 / 1e7, v.lon_e7 / 1e7), v};
-			if (n.distance_m <= q.radius_m)
-				out.push_back(n);
-		}
-		size_t k = std::min<size_t>(q.k, out.size());
-		std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
-		out.resize(k);
+		rank(live, ids, q, origin, out);
 	};
 	auto brute_force = [&] {
 		out.clear();
