@@ -693,13 +693,26 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	};
 
 	bool done = false;
-	for (int r = 0; r <= kMaxRing && !done; r++) {
+	// Calls f(i, j) for the cells of ring r (whole top and bottom rows, both
+	// ends of the rows between) until it returns false.
+	auto each_in_ring = [&](int r, auto &&f) {
 		for (int64_t di = -r; di <= r; di++) {
-			int64_t step = (di == -r || di == r) ? 1 : 2 * r; // a ring: whole top and bottom rows, else both ends
+			int64_t step = (di == -r || di == r) ? 1 : 2 * r;
 			for (int64_t dj = -r; dj <= r; dj += step)
-				if (!visit(qi + di, qj_near + dj))
+				if (!f(qi + di, qj_near + dj))
 					return false;
 		}
+		return true;
+	};
+	for (int r = 0; r <= kMaxRing && !done; r++) {
+		// The ring's hash slots are likely cache misses: start loading them all.
+		each_in_ring(r, [&](int64_t i, int64_t j) {
+			uint64_t cj = uint64_t(((j % kLonCells) + kLonCells) % kLonCells);
+			__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(i) << 32 | cj) + 1)) & (h_->capacity - 1)]);
+			return true;
+		});
+		if (!each_in_ring(r, visit))
+			return false;
 		// Nearest point outside the (2r + 1)^2 block: across one of its edges.
 		// (Rounded to 1e-7 degree the point may sit a hair outside its cell.)
 		double n = std::max(0.0, lat_edge7(qi + r + 1)), s = std::max(0.0, -lat_edge7(qi - r));
