@@ -557,8 +557,14 @@ static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, s
 // The last contenders of a search, by entry: read them (a driver that moved
 // while the search read cells may have been seen in two of them, and is kept
 // once), check them again, and return the k nearest by exact geodesic.
-static void rank(const LiveTable &live, std::vector<uint32_t> &ids, const NearestQuery &q,
-                 const geo::GeodesicFrom &origin, std::vector<Neighbor> &out) {
+//
+// `limit` is what the search pruned with: with k drivers sure to qualify
+// within it, everything farther was left out. If those k are not all there
+// any more (one of them was seen twice, moved away, or changed status while
+// the search ran), the pruning was wrong: false, and the caller searches
+// again another way.
+static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const NearestQuery &q,
+                 const geo::GeodesicFrom &origin, bool k_sure, double limit, std::vector<Neighbor> &out) {
 	std::sort(ids.begin(), ids.end());
 	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 	std::vector<LiveView> views;
@@ -573,6 +579,7 @@ static void rank(const LiveTable &live, std::vector<uint32_t> &ids, const Neares
 	size_t k = std::min<size_t>(q.k, out.size());
 	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
 	out.resize(k);
+	return !k_sure || (k == q.k && out.back().distance_m <= limit);
 }
 
 // The k nearest from the cells around the query point, in square rings of
@@ -731,8 +738,10 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	for (uint32_t c = 0; c < n_cands; c++)
 		if (cands[c].e2 <= reach2)
 			ids.push_back(cands[c].index);
-	rank(live, ids, q, geo::GeodesicFrom(q.lat, q.lon), out);
-	return true;
+	if (rank(live, ids, q, geo::GeodesicFrom(q.lat, q.lon), n_sure == q.k, limit, out))
+		return true;
+	out.clear();
+	return false;
 }
 
 Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
@@ -793,7 +802,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		for (const auto &c : cands)
 			if (c.first * geo::kSphereLowerRatio <= lim)
 				ids.push_back(c.second);
-		rank(live, ids, q, origin, out);
+		return rank(live, ids, q, origin, upper.size() == q.k, lim, out);
 	};
 	auto brute_force = [&] {
 		out.clear();
@@ -805,7 +814,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 			live.read(i, v);
 			consider(record_of(i, v), std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
 		}
-		finish();
+		finish(); // each entry read once: what moved meanwhile is taken as found
 		return Search::Scan;
 	};
 	// Whether a cell's summary says it may hold a match.
@@ -926,7 +935,8 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return brute_force(); // the index was rebuilt under us
-	finish();
+	if (!finish())
+		return brute_force(); // drivers moved under us
 	return Search::Cells;
 }
 

@@ -169,6 +169,34 @@ TEST(Geo, LocalPlaneIsCloseToTheGeodesic) {
 	EXPECT_LT(worst, geo::LocalFrom::kError / 5);
 }
 
+TEST(Geo, LocalPlaneRectangleBoundNeverTooHigh) {
+	// min_dist2() bounds the plane distance over a rectangle of offsets (a
+	// cell, or the outside of a block of cells) from below: the ring search
+	// skips cells and stops with it. Near 80 degrees the cosine's slope
+	// matters most.
+	std::mt19937_64 rng(31);
+	const double lim = geo::LocalFrom::kMaxLat, off7 = geo::LocalFrom::kMaxOffsetDeg * 1e7;
+	std::uniform_real_distribution<double> lat(-lim, lim), u(0, 1);
+	for (int t = 0; t < 20000; t++) {
+		double la = t % 4 == 0 ? std::copysign(lim, u(rng) - 0.5) : lat(rng);
+		geo::LocalFrom plane(la, 10);
+		double a = (u(rng) * 2 - 1) * off7, b = (u(rng) * 2 - 1) * off7; // latitude offsets
+		double c = (u(rng) * 2 - 1) * off7, d = (u(rng) * 2 - 1) * off7; // longitude offsets
+		if (a > b)
+			std::swap(a, b);
+		if (c > d)
+			std::swap(c, d);
+		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
+		double bound = plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b)));
+		for (int i = 0; i < 50; i++) {
+			double y = a + (b - a) * u(rng), x = c + (d - c) * u(rng);
+			if (i == 0) // the corner nearest the point, where the bound is tight
+				y = a > 0 ? a : b < 0 ? b : 0, x = c > 0 ? c : d < 0 ? d : 0;
+			ASSERT_LE(bound, plane.dist2(y, x) * (1 + 1e-12)) << "lat " << la << " offsets " << y << "," << x;
+		}
+	}
+}
+
 TEST(Geo, RectangleBoundIsTightAndNeverTooHigh) {
 	std::mt19937_64 rng(7);
 	std::uniform_real_distribution<double> lat(-90, 90), lon(-180, 180), size(0.001, 2), u(0, 1);
@@ -218,6 +246,10 @@ TEST(GridIndex, DenseTownsAnsweredFromTheRingsAround) {
 	// the antimeridian and one at the local plane's latitude limit: the ring
 	// search answers, and agrees with brute force, whatever the filters, k,
 	// and where in its cell the query point lies (corners and edges too).
+	// Fixes are spread over 100 s of 2027 and the freshness limit falls
+	// inside a second (records keep whole seconds); one quarter of each town
+	// only has fixes an hour old, so whole cells there are stale.
+	const int64_t t0 = 1800000000000; // 2027-01-15, ms
 	Table tb(30000);
 	std::mt19937_64 rng(5);
 	std::uniform_real_distribution<double> u(0, 1);
@@ -231,7 +263,8 @@ TEST(GridIndex, DenseTownsAnsweredFromTheRingsAround) {
 			double lat = t.lat + r * std::cos(a), lon = t.lon + r * std::sin(a) / std::cos(t.lat * geo::kDegToRad);
 			if (lon >= 180)
 				lon -= 360;
-			tb.put(id, lat, lon, 1000 + int64_t(u(rng) * 100), uint8_t(1 + id % 3));
+			bool stale = std::cos(a) > 0 && std::sin(a) > 0;
+			tb.put(id, lat, lon, t0 + int64_t(u(rng) * 100000) - (stale ? 3600000 : 0), uint8_t(1 + id % 3));
 			id++;
 		}
 	}
@@ -254,7 +287,10 @@ TEST(GridIndex, DenseTownsAnsweredFromTheRingsAround) {
 			}
 		}
 		expect_same(tb.nearest(la, lo, 10, 2000, kStatusBusy), brute(tb.t, la, lo, 10, 2000, kStatusBusy), "busy");
-		expect_same(tb.nearest(la, lo, 10, INFINITY, 0, 1060), brute(tb.t, la, lo, 10, INFINITY, 0, 1060), "fresh");
+		const int64_t fresh = t0 + 60500;
+		expect_same(tb.nearest(la, lo, 10, INFINITY, 0, fresh), brute(tb.t, la, lo, 10, INFINITY, 0, fresh), "fresh");
+		expect_same(tb.nearest(la, lo, 10, 2000, kStatusAvailable, fresh),
+		            brute(tb.t, la, lo, 10, 2000, kStatusAvailable, fresh), "fresh and available");
 		expect_same(tb.nearest(la, lo, 5, 30), brute(tb.t, la, lo, 5, 30), "30 m");
 		expect_same(tb.nearest(la, lo, 5, 0), brute(tb.t, la, lo, 5, 0), "radius 0");
 	}
@@ -435,6 +471,70 @@ TEST(GridIndex, CostDependsOnTheNeighbourhoodNotTheFleet) {
 	}
 }
 
+TEST(GridIndex, ADriverSeenInTwoCellsCountsOnce) {
+	// The query point sits on the edge between two cells. Driver 1 jumps
+	// between 50 m north (one cell) and 60 m south (the other) while a
+	// thousand others move through the same cells, never within 250 m;
+	// driver 2 stays 100 m east. A reader that meets driver 1 in both cells
+	// must not take it for two drivers and leave driver 2 out: every answer
+	// for k = 2 has two drivers, driver 2 among them. (A reader may miss
+	// driver 1 when it jumps between the two cell reads, and answer driver 2
+	// and a mover: a driver caught moving may be seen at either place, or,
+	// rarely, at neither; this test does not look for that.)
+	Table tb(2000);
+	const double qlat = 48.0, qlon = 2.0; // 48.0 is a cell edge (1/256 degree grid)
+	const double north = qlat + 50 / 111200.0, south = qlat - 60 / 111200.0;
+	const double east = qlon + 100 / (111200.0 * std::cos(qlat * geo::kDegToRad));
+	tb.put(1, north, qlon, 1);
+	tb.put(2, qlat, east, 1);
+	std::mt19937_64 rng(8);
+	std::uniform_real_distribution<double> d(-0.01, 0.01);
+	auto mover = [&](std::mt19937_64 &g) {
+		for (;;) {
+			double la = qlat + d(g), lo = qlon + d(g);
+			if (geo::geodesic_m(qlat, qlon, la, lo) > 250)
+				return std::pair<double, double>{la, lo};
+		}
+	};
+	for (uint64_t id = 3; id <= 1000; id++) {
+		auto p = mover(rng);
+		tb.put(id, p.first, p.second, 1);
+	}
+	std::atomic<bool> stop{false};
+	std::atomic<long> queries{0}, bad{0}, local{0}, short_{0};
+	std::vector<std::thread> readers;
+	for (int r = 0; r < 2; r++) {
+		readers.emplace_back([&] {
+			std::vector<Neighbor> got;
+			while (!stop.load()) {
+				Search s = tb.t.grid().nearest(tb.t, NearestQuery{qlat, qlon, 2, 1000, 0, INT64_MIN}, got);
+				bool has2 = got.size() == 2 && (got[0].v.driver_id == 2 || got[1].v.driver_id == 2);
+				bad += !has2;
+				short_ += got.size() < 2;
+				local += s == Search::Local;
+				queries++;
+			}
+		});
+	}
+	std::mt19937_64 wrng(9);
+	int64_t ts = 2;
+	auto t0 = std::chrono::steady_clock::now();
+	while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(800)) {
+		if (ts % 200 == 0)
+			tb.put(1, ts % 400 ? south : north, qlon, ts);
+		auto p = mover(wrng);
+		tb.put(3 + uint64_t(ts) % 998, p.first, p.second, ts);
+		ts++;
+	}
+	stop = true;
+	for (auto &t : readers)
+		t.join();
+	EXPECT_GT(queries.load(), 1000);
+	EXPECT_GT(local.load(), 0) << "the ring search answered some";
+	EXPECT_EQ(bad.load(), 0) << "of " << queries.load() << " queries, " << short_.load() << " with fewer than 2";
+	EXPECT_GT(ts, 2000) << "driver 1 jumped often";
+}
+
 TEST(GridIndex, ReadersNeverSeeTornListsWhileTheWriterMoves) {
 	// Ten drivers stay put around the query point; thousands of others move
 	// fast around them. Every reader answer must be exactly the ten.
@@ -454,8 +554,9 @@ TEST(GridIndex, ReadersNeverSeeTornListsWhileTheWriterMoves) {
 	std::vector<std::thread> readers;
 	for (int r = 0; r < 3; r++) {
 		readers.emplace_back([&] {
+			std::vector<Neighbor> got;
 			while (!stop.load()) {
-				auto got = tb.nearest(48.0, 2.0, 10, 1000);
+				tb.t.grid().nearest(tb.t, NearestQuery{48.0, 2.0, 10, 1000, 0, INT64_MIN}, got);
 				bool ok = got.size() == 10;
 				for (size_t i = 0; ok && i < got.size(); i++)
 					ok = got[i].v.driver_id == i + 1;
