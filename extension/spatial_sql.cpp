@@ -1,9 +1,9 @@
 // nearest_drivers() and the candidate search behind drivers_within(), served
 // by the grid index over the live state in shared memory.
 //
-// The search runs in the core and fills a std::vector; rows are then handed
-// to Postgres through pg_call(), so a Postgres error while building a row
-// unwinds the vector instead of longjmp-ing over it.
+// The search runs in the core and fills a std::vector; the rows are then
+// handed to Postgres inside one pg_call(), so a Postgres error while building
+// them unwinds the vector instead of longjmp-ing over it.
 #include <cmath>
 #include <vector>
 
@@ -68,15 +68,15 @@ LT_FUNCTION(livetrack_nearest_drivers) {
 
 	std::vector<lt::Neighbor> found;
 	lt_live.grid().nearest(lt_live, q, found);
-	for (const lt::Neighbor &n : found) {
-		lt::pg_call([&] {
+	lt::pg_call([&] {
+		for (const lt::Neighbor &n : found) {
 			Datum values[6] = {Int64GetDatum(int64(n.v.driver_id)), Float8GetDatum(n.distance_m),
 			                   Float8GetDatum(n.v.lat_e7 / 1e7), Float8GetDatum(n.v.lon_e7 / 1e7),
 			                   ts_datum(n.v.ts_ms), lt_status_text(n.v.status)};
 			bool nulls[6] = {false, false, false, false, false, false};
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		});
-	}
+		}
+	});
 	return (Datum)0;
 }
 
@@ -110,13 +110,13 @@ LT_FUNCTION(livetrack_live_in_box) {
 
 	std::vector<lt::LiveView> found;
 	lt_live.grid().within_box(lt_live, lat0, lat1, lon0, lon1, min_ts, found);
-	for (const lt::LiveView &v : found) {
-		lt::pg_call([&] {
+	lt::pg_call([&] {
+		for (const lt::LiveView &v : found) {
 			Datum values[5] = {Int64GetDatum(int64(v.driver_id)), Float8GetDatum(v.lat_e7 / 1e7),
 			                   Float8GetDatum(v.lon_e7 / 1e7), ts_datum(v.ts_ms), lt_status_text(v.status)};
 			bool nulls[5] = {false, false, false, false, false};
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		});
-	}
+		}
+	});
 	return (Datum)0;
 }
