@@ -104,11 +104,7 @@ public:
 	}
 
 	double to(double lat2, double lon2) const {
-		double l = lon2 - lon_;
-		if (std::fabs(l) > 180)
-			l -= std::copysign(360.0, l);
-		l *= kDegToRad;
-		double d = (lat2 - lat_) * kDegToRad, su2, cu2;
+		double l = lon_gap(lon2), d = (lat2 - lat_) * kDegToRad, su2, cu2;
 		if (std::fabs(l) < kNear && std::fabs(d) < kNear) {
 			// Nearby (the usual case): the same method with the sines and
 			// cosines of small angles from their series, to double precision.
@@ -120,15 +116,19 @@ public:
 	}
 	// The same with the library's sines and cosines at any distance.
 	double to_libm(double lat2, double lon2) const {
-		double l = lon2 - lon_;
-		if (std::fabs(l) > 180)
-			l -= std::copysign(360.0, l);
 		double p2 = lat2 * kDegToRad, su2, cu2;
 		reduced(std::sin(p2), std::cos(p2), su2, cu2);
-		return solve<false>(su2, cu2, l * kDegToRad, lat2, lon2);
+		return solve<false>(su2, cu2, lon_gap(lon2), lat2, lon2);
 	}
 
 private:
+	// Longitude from the origin, radians, the short way round.
+	double lon_gap(double lon2) const {
+		double l = lon2 - lon_;
+		if (std::fabs(l) > 180)
+			l -= std::copysign(360.0, l);
+		return l * kDegToRad;
+	}
 	// Below this many radians the series of sin_small() and friends are exact
 	// in double precision (the first term left out is under 1e-19 of the sum).
 	static constexpr double kNear = 0.02;

@@ -43,6 +43,11 @@ uint32_t meta_of(uint8_t status, int64_t ts_ms) {
 	return uint32_t(status & 3) << 30 | t;
 }
 uint8_t meta_status(uint32_t meta) { return uint8_t(meta >> 30); }
+// A record's fix is fresh beyond doubt: records keep whole seconds, so one in
+// the boundary second is decided on the entry.
+bool surely_fresh(uint32_t meta, int64_t min_s, uint32_t min_meta_time) {
+	return min_s == INT64_MIN || (meta & kTimeMask) > min_meta_time;
+}
 
 GridRecord record_of(uint32_t index, const LiveEntry &e) {
 	return GridRecord{index, e.lat_e7, e.lon_e7, meta_of(e.status, e.ts_ms)};
@@ -129,6 +134,9 @@ using CellSet = SquareSet<kLonCells>;
 using AreaSet = SquareSet<kLonAreas>;
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// A column of cells, unwrapped (any integer), as the column it is on the map.
+uint32_t wrap_lon(int64_t j) { return uint32_t(((j % kLonCells) + kLonCells) % kLonCells); }
 
 // A cell's newest fix, in the 32-bit Unix seconds the summary keeps.
 uint32_t fix_seconds(int64_t ts_ms) {
@@ -275,16 +283,16 @@ uint32_t GridIndex::lat_cell(int32_t lat_e7) {
 
 uint32_t GridIndex::lon_cell(int32_t lon_e7) {
 	int64_t i = (int64_t(lon_e7) + 1800000000) * kCellsPerDegree / 10000000;
-	return uint32_t(((i % kLonCells) + kLonCells) % kLonCells); // +180 is -180
+	return wrap_lon(i); // +180 is -180
 }
 
 uint64_t GridIndex::key_of(int32_t lat_e7, int32_t lon_e7) {
-	return (uint64_t(lat_cell(lat_e7)) << 32 | lon_cell(lon_e7)) + 1;
+	return cell_key(lat_cell(lat_e7), lon_cell(lon_e7));
 }
 
 uint32_t GridIndex::find(uint64_t key) const {
 	uint32_t mask = h_->capacity - 1;
-	for (uint32_t i = uint32_t(mix64(key)) & mask, probes = 0; probes < h_->capacity; i = (i + 1) & mask, probes++) {
+	for (uint32_t i = home(key), probes = 0; probes < h_->capacity; i = (i + 1) & mask, probes++) {
 		uint64_t k = load_acquire(cells_[i].key);
 		if (k == key)
 			return i;
@@ -296,7 +304,7 @@ uint32_t GridIndex::find(uint64_t key) const {
 
 uint32_t GridIndex::insert(uint64_t key) {
 	uint32_t mask = h_->capacity - 1;
-	for (uint32_t i = uint32_t(mix64(key)) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = home(key);; i = (i + 1) & mask) {
 		uint64_t k = load_relaxed(cells_[i].key);
 		if (k == key)
 			return i;
@@ -554,21 +562,14 @@ static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, s
 			out[k] = LiveView{}; // driver_id 0: never matches
 }
 
-// The last contenders of a search, by entry: read them (a driver that moved
-// while the search read cells may have been seen in two of them, and is kept
-// once), check them again, and return the k nearest by exact geodesic.
-//
-// `limit` is what the search pruned with: with k drivers sure to qualify
-// within it, everything farther was left out. If those k are not all there
-// any more (one of them was seen twice, moved away, or changed status while
-// the search ran), the pruning was wrong: false, and the caller searches
-// again another way.
-static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const NearestQuery &q,
-                 const geo::GeodesicFrom &origin, bool k_sure, double limit, std::vector<Neighbor> &out) {
-	std::sort(ids.begin(), ids.end());
-	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-	std::vector<LiveView> views;
-	read_entries(live, ids.data(), ids.size(), views);
+// The k nearest of some contenders by exact geodesic, after checking them
+// again. `limit` is what the search pruned with: with k drivers sure to
+// qualify within it (k_sure), everything farther was left out. If those k
+// are not all there any more (one of them was seen twice, moved away, or
+// changed status while the search ran), the pruning was wrong: false, and
+// the caller searches again another way.
+static bool rank_views(const std::vector<LiveView> &views, const NearestQuery &q, const geo::GeodesicFrom &origin,
+                       bool k_sure, double limit, std::vector<Neighbor> &out) {
 	for (const LiveView &v : views) {
 		if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
 			continue; // changed since its record was read
@@ -580,6 +581,18 @@ static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const Neares
 	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
 	out.resize(k);
 	return !k_sure || (k == q.k && out.back().distance_m <= limit);
+}
+
+// rank_views() for contenders found in cells, by entry: each is read now, and
+// kept once (a driver that moved while the search read cells may have been
+// seen in two of them).
+static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const NearestQuery &q,
+                 const geo::GeodesicFrom &origin, bool k_sure, double limit, std::vector<Neighbor> &out) {
+	std::sort(ids.begin(), ids.end());
+	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+	std::vector<LiveView> views;
+	read_entries(live, ids.data(), ids.size(), views);
+	return rank_views(views, q, origin, k_sure, limit, out);
 }
 
 // The k nearest from the cells around the query point, in square rings of
@@ -610,8 +623,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	// Drivers that pass the filters and whose lower bound is within `limit`,
 	// and among them the k smallest plane distances of those sure to qualify
 	// (a max-heap, squared): inside the radius by the upper bound, and fresh
-	// beyond doubt (records keep whole seconds, so the boundary second is
-	// decided on the entry).
+	// beyond doubt.
 	struct Cand {
 		double e2;
 		uint32_t index;
@@ -665,10 +677,10 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
 		if (plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2)
 			return true; // no point of the cell can make it
-		uint32_t ci = uint32_t(i), cj = uint32_t(((j % kLonCells) + kLonCells) % kLonCells);
+		uint32_t ci = uint32_t(i), cj = wrap_lon(j);
 		if (!area_used(ci, cj))
 			return true;
-		uint32_t slot = find((uint64_t(ci) << 32 | cj) + 1);
+		uint32_t slot = find(cell_key(ci, cj));
 		if (slot == kNoEntry)
 			return true;
 		const GridCell &gc = cells_[slot];
@@ -688,7 +700,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 			    double e2 = plane.dist2(plane.dlat7(r.lat_e7), plane.dlon7(r.lon_e7));
 			    uint32_t t = r.meta & kTimeMask;
 			    bool ok = (any_status | (meta_status(r.meta) == q.status)) & (t >= min_meta_time) & (e2 <= reach2);
-			    cands[end] = {e2, r.index, uint32_t(min_s == INT64_MIN) | uint32_t(t > min_meta_time)};
+			    cands[end] = {e2, r.index, uint32_t(surely_fresh(r.meta, min_s, min_meta_time))};
 			    end += ok;
 		    });
 		if (!read)
@@ -714,8 +726,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	for (int r = 0; r <= kMaxRing && !done; r++) {
 		// The ring's hash slots are likely cache misses: start loading them all.
 		each_in_ring(r, [&](int64_t i, int64_t j) {
-			uint64_t cj = uint64_t(((j % kLonCells) + kLonCells) % kLonCells);
-			__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(i) << 32 | cj) + 1)) & (h_->capacity - 1)]);
+			prefetch_cell(cell_key(uint32_t(i), wrap_lon(j)));
 			return true;
 		});
 		if (!each_in_ring(r, visit))
@@ -781,11 +792,9 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 			return;
 		cands.emplace_back(s, r.index);
 		// Only a driver sure to qualify may tighten the limit: inside the
-		// radius by its upper bound, and fresh beyond doubt (records keep whole
-		// seconds, so the boundary second is decided on the entry later).
+		// radius by its upper bound, and fresh beyond doubt.
 		double u = s * geo::kSphereUpperRatio * (1 + 1e-9) + 1e-3;
-		bool fresh = min_s == INT64_MIN || (r.meta & kTimeMask) > min_meta_time;
-		if (u > q.radius_m || !fresh)
+		if (u > q.radius_m || !surely_fresh(r.meta, min_s, min_meta_time))
 			return;
 		if (upper.size() < q.k) {
 			upper.push_back(u);
@@ -804,17 +813,28 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 				ids.push_back(c.second);
 		return rank(live, ids, q, origin, upper.size() == q.k, lim, out);
 	};
+	// Every entry, read once and ranked as read: the answer of one pass over
+	// the table, whatever moves meanwhile.
 	auto brute_force = [&] {
 		out.clear();
 		cands.clear();
 		upper.clear();
+		std::vector<LiveView> seen; // beside cands
 		uint32_t n = live.size();
 		LiveView v;
 		for (uint32_t i = 0; i < n; i++) {
 			live.read(i, v);
+			size_t before = cands.size();
 			consider(record_of(i, v), std::cos(std::fabs(v.lat_e7 / 1e7) * geo::kDegToRad));
+			if (cands.size() > before)
+				seen.push_back(v);
 		}
-		finish(); // each entry read once: what moved meanwhile is taken as found
+		double lim = limit();
+		std::vector<LiveView> views;
+		for (size_t c = 0; c < cands.size(); c++)
+			if (cands[c].first * geo::kSphereLowerRatio <= lim)
+				views.push_back(seen[c]);
+		rank_views(views, q, origin, false, lim, out);
 		return Search::Scan;
 	};
 	// Whether a cell's summary says it may hold a match.
@@ -851,7 +871,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 	auto reach = [&](int64_t ni, int64_t nj_any) {
 		if (ni < 0 || ni >= kLatCells)
 			return;
-		uint32_t i = uint32_t(ni), j = uint32_t((nj_any + kLonCells) % kLonCells);
+		uint32_t i = uint32_t(ni), j = wrap_lon(nj_any);
 		if (!area_used(i, j)) {
 			uint32_t ai = i >> kAreaShift, aj = j >> kAreaShift;
 			if (!seen_areas.insert(ai, aj))
@@ -872,7 +892,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 			return;
 		frontier.push({b, i, j});
 		// Its hash slot is likely a cache miss: start loading it now.
-		__builtin_prefetch(&cells_[uint32_t(mix64((uint64_t(i) << 32 | j) + 1)) & (h_->capacity - 1)]);
+		prefetch_cell(cell_key(i, j));
 	};
 	frontier.push({0, qi, qj});
 	seen.insert(qi, qj);
@@ -898,7 +918,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 				return brute_force();
 			continue;
 		}
-		uint32_t slot = area_used(f.lat, f.lon) ? find((uint64_t(f.lat) << 32 | f.lon) + 1) : kNoEntry;
+		uint32_t slot = area_used(f.lat, f.lon) ? find(cell_key(f.lat, f.lon)) : kNoEntry;
 		if (slot != kNoEntry && worth_reading(cells_[slot])) {
 			if (!read_cell(slot, cell))
 				return brute_force();
@@ -983,7 +1003,7 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	for (uint32_t i = i0; i <= i1; i++) {
 		for (int64_t j = j0; j <= j1; j++) {
 			uint32_t jj = uint32_t(j % kLonCells);
-			uint32_t slot = area_used(i, jj) ? find((uint64_t(i) << 32 | jj) + 1) : kNoEntry;
+			uint32_t slot = area_used(i, jj) ? find(cell_key(i, jj)) : kNoEntry;
 			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0 ||
 			    int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
 				continue;

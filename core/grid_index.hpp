@@ -26,8 +26,9 @@
 // result; that answers a dense city in one or two rings. Otherwise (sparse
 // fleets, big radii, near the poles) it runs a best-first search over cells
 // ordered by a lower bound of their distance from the query point, stopping
-// as soon as no unvisited cell can beat the k-th result. Areas that never held a cell
-// enter the queue whole, so empty country costs one step per 8 x 8 cells.
+// as soon as no unvisited cell can beat the k-th result. Areas that never
+// held a cell enter the queue whole, so empty country costs one step per
+// 8 x 8 cells.
 // Longitude wraps, so the antimeridian needs nothing special; a polar cap is
 // one row of cells, all neighbours of each other. If a search would touch
 // too many cells (a huge radius over an empty map) it scans all entries
@@ -146,6 +147,9 @@ public:
 	static uint32_t lon_cell(int32_t lon_e7);
 
 private:
+	static uint64_t cell_key(uint32_t lat_cell, uint32_t lon_cell) { return (uint64_t(lat_cell) << 32 | lon_cell) + 1; }
+	uint32_t home(uint64_t key) const { return uint32_t(mix64(key)) & (h_->capacity - 1); } // first slot probed
+	void prefetch_cell(uint64_t key) const { __builtin_prefetch(&cells_[home(key)]); }
 	uint32_t find(uint64_t key) const; // slot or kNoEntry
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
 	uint32_t alloc(uint8_t size_class);

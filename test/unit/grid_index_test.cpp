@@ -477,7 +477,8 @@ TEST(GridIndex, ADriverSeenInTwoCellsCountsOnce) {
 	// thousand others move through the same cells, never within 250 m;
 	// driver 2 stays 100 m east. A reader that meets driver 1 in both cells
 	// must not take it for two drivers and leave driver 2 out: every answer
-	// for k = 2 has two drivers, driver 2 among them. (A reader may miss
+	// has k drivers, driver 2 among them; k = 2 for the ring search, k = 65
+	// (above its limit) for the best-first search. (A reader may miss
 	// driver 1 when it jumps between the two cell reads, and answer driver 2
 	// and a mover: a driver caught moving may be seen at either place, or,
 	// rarely, at neither; this test does not look for that.)
@@ -501,17 +502,19 @@ TEST(GridIndex, ADriverSeenInTwoCellsCountsOnce) {
 		tb.put(id, p.first, p.second, 1);
 	}
 	std::atomic<bool> stop{false};
-	std::atomic<long> queries{0}, bad{0}, local{0}, short_{0};
+	std::atomic<long> queries{0}, bad{0}, short_{0}, by[3] = {{0}, {0}, {0}};
 	std::vector<std::thread> readers;
-	for (int r = 0; r < 2; r++) {
-		readers.emplace_back([&] {
+	for (uint32_t k : {2u, 65u}) {
+		readers.emplace_back([&, k] {
 			std::vector<Neighbor> got;
 			while (!stop.load()) {
-				Search s = tb.t.grid().nearest(tb.t, NearestQuery{qlat, qlon, 2, 1000, 0, INT64_MIN}, got);
-				bool has2 = got.size() == 2 && (got[0].v.driver_id == 2 || got[1].v.driver_id == 2);
-				bad += !has2;
-				short_ += got.size() < 2;
-				local += s == Search::Local;
+				Search s = tb.t.grid().nearest(tb.t, NearestQuery{qlat, qlon, k, 1000, 0, INT64_MIN}, got);
+				bool has2 = false;
+				for (const Neighbor &n : got)
+					has2 |= n.v.driver_id == 2;
+				bad += !(got.size() == k && has2);
+				short_ += got.size() < k;
+				by[int(s)]++;
 				queries++;
 			}
 		});
@@ -530,8 +533,9 @@ TEST(GridIndex, ADriverSeenInTwoCellsCountsOnce) {
 	for (auto &t : readers)
 		t.join();
 	EXPECT_GT(queries.load(), 1000);
-	EXPECT_GT(local.load(), 0) << "the ring search answered some";
-	EXPECT_EQ(bad.load(), 0) << "of " << queries.load() << " queries, " << short_.load() << " with fewer than 2";
+	EXPECT_GT(by[int(Search::Local)].load(), 0) << "the ring search answered some";
+	EXPECT_GT(by[int(Search::Cells)].load(), 0) << "the best-first search answered some";
+	EXPECT_EQ(bad.load(), 0) << "of " << queries.load() << " queries, " << short_.load() << " with fewer than k";
 	EXPECT_GT(ts, 2000) << "driver 1 jumped often";
 }
 
