@@ -15,6 +15,7 @@ namespace {
 constexpr double kCellDeg = 1.0 / kCellsPerDegree;
 constexpr double kAreaDeg = kCellDeg * (1 << kAreaShift);
 constexpr uint32_t kMinSlots = 1024;
+static_assert(kMinSlots % kBucketSlots == 0, "whole buckets");
 constexpr double kMaxLoad = 0.7;
 
 // Visiting more cells than this means the neighbourhood is as big as the
@@ -291,8 +292,8 @@ uint64_t GridIndex::key_of(int32_t lat_e7, int32_t lon_e7) {
 }
 
 uint32_t GridIndex::find(uint64_t key) const {
-	uint32_t mask = h_->capacity - 1;
-	for (uint32_t i = home(key), probes = 0; probes < h_->capacity; i = (i + 1) & mask, probes++) {
+	for (uint32_t p = 0; p < h_->capacity; p++) {
+		uint32_t i = probe(key, p);
 		uint64_t k = load_acquire(cells_[i].key);
 		if (k == key)
 			return i;
@@ -303,8 +304,8 @@ uint32_t GridIndex::find(uint64_t key) const {
 }
 
 uint32_t GridIndex::insert(uint64_t key) {
-	uint32_t mask = h_->capacity - 1;
-	for (uint32_t i = home(key);; i = (i + 1) & mask) {
+	for (uint32_t p = 0; p < h_->capacity; p++) {
+		uint32_t i = probe(key, p);
 		uint64_t k = load_relaxed(cells_[i].key);
 		if (k == key)
 			return i;
@@ -328,6 +329,7 @@ uint32_t GridIndex::insert(uint64_t key) {
 			return i;
 		}
 	}
+	return kNoEntry; // not reached: the load limit keeps slots free
 }
 
 // Pool blocks of 4 << size_class records; freed blocks are chained through

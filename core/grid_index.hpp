@@ -60,6 +60,8 @@ constexpr uint32_t kLatAreas = kLatCells >> kAreaShift;
 constexpr uint32_t kLonAreas = kLonCells >> kAreaShift;
 constexpr size_t kAreaWords = size_t(kLatAreas) * kLonAreas / 64;
 static_assert(kLonAreas % 64 == 0, "a row of areas is whole words");
+// The cell hash's buckets: one area's cells (see GridIndex::probe).
+constexpr uint32_t kBucketSlots = 1u << (2 * kAreaShift);
 
 struct GridCell {
 	uint64_t key;          // cell id + 1; 0 = free slot
@@ -148,8 +150,19 @@ public:
 
 private:
 	static uint64_t cell_key(uint32_t lat_cell, uint32_t lon_cell) { return (uint64_t(lat_cell) << 32 | lon_cell) + 1; }
-	uint32_t home(uint64_t key) const { return uint32_t(mix64(key)) & (h_->capacity - 1); } // first slot probed
-	void prefetch_cell(uint64_t key) const { __builtin_prefetch(&cells_[home(key)]); }
+	// The hash keeps each area's 64 cells together: an area hashes to a bucket
+	// of 64 slots and a cell starts probing at its own place in it, so the few
+	// cells around a point share a page or two (TLB misses, not cache misses,
+	// were the cost of a search). The p-th probe is slot p past the home one
+	// within the bucket, then bucket by bucket: every slot in the end.
+	uint32_t probe(uint64_t key, uint32_t p) const {
+		uint32_t lat = uint32_t((key - 1) >> 32), lon = uint32_t(key - 1);
+		uint64_t area = uint64_t(lat >> kAreaShift) << 32 | (lon >> kAreaShift);
+		uint32_t bucket = (uint32_t(mix64(area)) + p / kBucketSlots) & (h_->capacity / kBucketSlots - 1);
+		uint32_t place = ((lat & ((1u << kAreaShift) - 1)) << kAreaShift | (lon & ((1u << kAreaShift) - 1))) + p;
+		return bucket * kBucketSlots + (place & (kBucketSlots - 1));
+	}
+	void prefetch_cell(uint64_t key) const { __builtin_prefetch(&cells_[probe(key, 0)]); }
 	uint32_t find(uint64_t key) const; // slot or kNoEntry
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
 	uint32_t alloc(uint8_t size_class);

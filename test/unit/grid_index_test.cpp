@@ -420,6 +420,33 @@ TEST(GridIndex, HashRebuildKeepsAnswersRight) {
 	}
 }
 
+TEST(GridIndex, CellsAtTheSamePlaceOfTheirAreasAllFitTheHash) {
+	// Drivers on a grid 8 cells apart: every cell at the same place of its
+	// area, so every key starts probing at the same place of some bucket.
+	// 2,000 of them in 4,096 slots (64 buckets): the buckets overflow into
+	// each other and every driver must still be found.
+	Table tb(2000);
+	ASSERT_EQ(GridIndex::slots_for(2000), 4096u);
+	auto at = [](int cell) { return (cell + 0.5) / kCellsPerDegree; }; // a cell's middle, from 0 degrees
+	uint64_t id = 1;
+	for (int a = 0; a < 40; a++)
+		for (int b = 0; b < 50; b++, id++)
+			tb.put(id, at(8 * a), at(8 * b), 1);
+	EXPECT_EQ(tb.t.grid().used(), 2000u);
+	EXPECT_EQ(tb.t.grid().rebuilds(), 0u);
+	for (uint32_t i = 0; i < tb.t.size(); i++) {
+		LiveView v;
+		tb.t.read(i, v);
+		ASSERT_NE(tb.t.grid().cell_of(i), kNoEntry) << "driver " << v.driver_id << " has no cell";
+		auto got = tb.nearest(v.lat_e7 / 1e7, v.lon_e7 / 1e7, 1, 100);
+		ASSERT_EQ(got.size(), 1u) << "driver " << v.driver_id;
+		EXPECT_EQ(got[0].v.driver_id, v.driver_id);
+	}
+	std::vector<LiveView> box;
+	tb.t.grid().within_box(tb.t, -1, 2, -1, 2, INT64_MIN, box);
+	EXPECT_EQ(box.size(), 2000u);
+}
+
 TEST(GridIndex, WithinBoxMatchesBruteForce) {
 	Table tb(20000);
 	std::mt19937_64 rng(9);
