@@ -672,13 +672,22 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	const int64_t qj_near = lon_edge7(qj) < -1e9 ? qj + kLonCells : qj;
 	const bool any_status = q.status == 0;
 
-	auto visit = [&](int64_t i, int64_t j) {
-		if (i < 0 || i >= int64_t(kLatCells))
-			return true;
+	// A cell's nearest point is out of reach of the k-th result so far.
+	auto out_of_reach = [&](int64_t i, int64_t j) {
 		double a = lat_edge7(i), b = lat_edge7(i + 1), c = lon_edge7(j), d = lon_edge7(j + 1);
 		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
-		if (plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2)
-			return true; // no point of the cell can make it
+		return plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2;
+	};
+	// First pass over a ring: the cells that may hold a match, their records'
+	// first cache lines prefetched, so the ring's misses overlap.
+	struct Todo {
+		int64_t i, j;
+		uint32_t slot;
+	} todo[8 * kMaxRing];
+	uint32_t n_todo = 0;
+	auto consider = [&](int64_t i, int64_t j) {
+		if (i < 0 || i >= int64_t(kLatCells) || out_of_reach(i, j))
+			return true;
 		uint32_t ci = uint32_t(i), cj = wrap_lon(j);
 		if (!area_used(ci, cj))
 			return true;
@@ -686,14 +695,26 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		if (slot == kNoEntry)
 			return true;
 		const GridCell &gc = cells_[slot];
-		if (load_relaxed(gc.count) == 0 || (!any_status && load_relaxed(gc.by_status[q.status & 3]) == 0) ||
+		uint32_t n = load_relaxed(gc.count), b = load_relaxed(gc.block);
+		if (n == 0 || (!any_status && load_relaxed(gc.by_status[q.status & 3]) == 0) ||
 		    int64_t(load_relaxed(gc.newest_s)) < min_s)
 			return true;
-		// Every record is measured and appended; only those that pass stay
-		// (no branch per driver to mispredict).
+		if (b != kNoEntry && uint64_t(b) + n <= h_->pool_size) {
+			__builtin_prefetch(&pool_[b]);
+			if (n > 4)
+				__builtin_prefetch(&pool_[b + 4]);
+		}
+		todo[n_todo++] = {i, j, slot};
+		return true;
+	};
+	// Second pass: each cell's records, measured and appended; only those that
+	// pass stay (no branch per driver to mispredict).
+	auto visit = [&](const Todo &t) {
+		if (out_of_reach(t.i, t.j)) // the limit may have shrunk since the first pass
+			return true;
 		uint32_t first = n_cands, end = n_cands;
 		bool read = scan_cell(
-		    gc, pool_, h_->pool_size,
+		    cells_[t.slot], pool_, h_->pool_size,
 		    [&](uint32_t n) {
 			    end = first;
 			    return first + n <= kMaxCands;
@@ -731,8 +752,11 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 			prefetch_cell(cell_key(uint32_t(i), wrap_lon(j)));
 			return true;
 		});
-		if (!each_in_ring(r, visit))
-			return false;
+		n_todo = 0;
+		each_in_ring(r, consider);
+		for (uint32_t t = 0; t < n_todo; t++)
+			if (!visit(todo[t]))
+				return false;
 		// Nearest point outside the (2r + 1)^2 block: across one of its edges.
 		// (Rounded to 1e-7 degree the point may sit a hair outside its cell.)
 		double n = std::max(0.0, lat_edge7(qi + r + 1)), s = std::max(0.0, -lat_edge7(qi - r));
