@@ -379,14 +379,16 @@ bool GridIndex::add(uint32_t slot, uint32_t index, const GridRecord &r) {
 	if (secs > load_relaxed(c.newest_s))
 		store_relaxed(c.newest_s, secs);
 	store_relaxed(cell_[index], slot);
+	store_release(c.arrivals, c.arrivals + 1); // last: a reader that sees it sees the record
 	cell_unlock(c);
 	return true;
 }
 
-void GridIndex::remove(uint32_t slot, uint32_t index) {
+// Takes out the record at `p` (its driver has been added elsewhere already).
+void GridIndex::remove(uint32_t slot, uint32_t p) {
 	GridCell &c = cells_[slot];
 	cell_lock(c);
-	uint32_t p = pos_[index], last = c.count - 1;
+	uint32_t last = c.count - 1;
 	uint8_t status = meta_status(load_relaxed(pool_[c.block + p].meta));
 	if (p != last) { // the last record fills the hole
 		GridRecord m = pool_[c.block + last];
@@ -395,7 +397,6 @@ void GridIndex::remove(uint32_t slot, uint32_t index) {
 	}
 	store_relaxed(c.count, last);
 	fetch_add_relaxed(c.by_status[status], uint32_t(-1));
-	store_relaxed(cell_[index], kNoEntry);
 	if (last == 0) {
 		release(c.block, c.size_class);
 		store_relaxed(c.block, kNoEntry);
@@ -430,10 +431,25 @@ void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n) {
 		rebuild(entries, n, index); // files every entry, this one included
 		return;
 	}
-	if (cur != kNoEntry)
-		remove(cur, index);
-	if (!add(slot, index, r))
+	// Into the new cell before out of the old one: at every moment the driver
+	// is in one of them, so a search that checks arrivals cannot miss it.
+	uint32_t old_pos = cur != kNoEntry ? pos_[index] : 0;
+	if (!add(slot, index, r)) {
 		rebuild(entries, n, index); // the pool is fragmented: compact it
+		return;
+	}
+	if (cur != kNoEntry)
+		remove(cur, old_pos);
+}
+
+bool GridIndex::none_arrived(const Looked *looked, size_t n, uint32_t used) const {
+	fence_acquire(); // order the search's relaxed reads before these
+	if (load_relaxed(h_->used) != used)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (load_relaxed(cells_[looked[i].slot].arrivals) != looked[i].arrivals)
+			return false;
+	return true;
 }
 
 void GridIndex::status_changed(uint32_t index, uint8_t new_status) {
@@ -611,11 +627,15 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	constexpr int kMaxRing = 3; // cells up to 4 away: inside LocalFrom::kMaxOffsetDeg
 	constexpr uint32_t kMaxK = 64, kMaxCands = 1024;
 	static_assert((kMaxRing + 1) * kCellDeg <= geo::LocalFrom::kMaxOffsetDeg, "rings stay on the local plane");
+	static_assert((2 * kMaxRing + 1) * (2 * kMaxRing + 1) <= 64, "looked[] holds every cell of the rings");
 	if (q.k > kMaxK || !(std::fabs(q.lat) <= geo::LocalFrom::kMaxLat))
 		return false;
 	uint32_t gen = load_acquire(h_->gen);
 	if (gen & 1)
 		return false;
+	const uint32_t used = load_acquire(h_->used);
+	Looked looked[64]; // at most 1 + 8 + 16 + 24 cells
+	uint32_t n_looked = 0;
 	constexpr double kLow = 1 - geo::LocalFrom::kError, kHigh = 1 + geo::LocalFrom::kError;
 	constexpr double kSlack = geo::LocalFrom::kSlackM;
 	const geo::LocalFrom plane(q.lat, q.lon);
@@ -695,6 +715,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		if (slot == kNoEntry)
 			return true;
 		const GridCell &gc = cells_[slot];
+		looked[n_looked++] = {slot, load_acquire(gc.arrivals)};
 		uint32_t n = load_relaxed(gc.count), b = load_relaxed(gc.block);
 		if (n == 0 || (!any_status && load_relaxed(gc.by_status[q.status & 3]) == 0) ||
 		    int64_t(load_relaxed(gc.newest_s)) < min_s)
@@ -772,6 +793,8 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return false; // the index was rebuilt under us
+	if (!none_arrived(looked, n_looked, used))
+		return false; // a driver may have come into a cell after it was read
 	for (uint32_t c = 0; c < n_cands; c++)
 		if (cands[c].e2 <= reach2)
 			ids.push_back(cands[c].index);
@@ -872,118 +895,139 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		return int64_t(load_relaxed(c.newest_s)) >= min_s;
 	};
 
-	uint32_t gen = load_acquire(h_->gen);
-	if (gen & 1)
-		return brute_force();
+	// One best-first pass: Again if drivers moved in a way it may have missed.
+	enum class Pass { Done, Again, Scan };
+	auto best_first = [&]() -> Pass {
+		out.clear();
+		cands.clear();
+		upper.clear();
+		uint32_t gen = load_acquire(h_->gen);
+		if (gen & 1)
+			return Pass::Scan;
+		const uint32_t used = load_acquire(h_->used);
+		std::vector<Looked> looked;
 
-	size_t budget = cell_budget(live.size());
-	std::vector<Frontier> storage;
-	storage.reserve(64);
-	std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier(std::greater<Frontier>(),
-	                                                                                      std::move(storage));
-	RowCos row_cos;
-	std::vector<GridRecord> cell;
-	std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, place in cell
-	cell.reserve(64);
-	order.reserve(64);
-	const double cos_q = std::cos(q.lat * geo::kDegToRad);
-	int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
-	uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
-	CellSet seen(qi, qj);
-	AreaSet seen_areas(qi >> kAreaShift, qj >> kAreaShift);
-	// Queues a square next to one just visited, unless seen before or too far.
-	// A cell in an area that never held a driver is queued as that whole area:
-	// empty country is crossed 64 cells at a time.
-	auto reach = [&](int64_t ni, int64_t nj_any) {
-		if (ni < 0 || ni >= kLatCells)
-			return;
-		uint32_t i = uint32_t(ni), j = wrap_lon(nj_any);
-		if (!area_used(i, j)) {
-			uint32_t ai = i >> kAreaShift, aj = j >> kAreaShift;
-			if (!seen_areas.insert(ai, aj))
+		size_t budget = cell_budget(live.size());
+		std::vector<Frontier> storage;
+		storage.reserve(64);
+		std::priority_queue<Frontier, std::vector<Frontier>, std::greater<Frontier>> frontier(std::greater<Frontier>(),
+		                                                                                      std::move(storage));
+		RowCos row_cos;
+		std::vector<GridRecord> cell;
+		std::vector<std::pair<double, uint32_t>> order; // flat-earth estimate, place in cell
+		cell.reserve(64);
+		order.reserve(64);
+		const double cos_q = std::cos(q.lat * geo::kDegToRad);
+		int32_t qlat_e7 = int32_t(std::llround(q.lat * 1e7)), qlon_e7 = int32_t(std::llround(q.lon * 1e7));
+		uint32_t qi = lat_cell(qlat_e7), qj = lon_cell(qlon_e7);
+		CellSet seen(qi, qj);
+		AreaSet seen_areas(qi >> kAreaShift, qj >> kAreaShift);
+		// Queues a square next to one just visited, unless seen before or too far.
+		// A cell in an area that never held a driver is queued as that whole area:
+		// empty country is crossed 64 cells at a time.
+		auto reach = [&](int64_t ni, int64_t nj_any) {
+			if (ni < 0 || ni >= kLatCells)
 				return;
-			uint32_t r0 = ai << kAreaShift, r1 = r0 + (1u << kAreaShift) - 1;
-			double lat0 = -90.0 + double(r0) * kCellDeg, lon0 = -180.0 + double(aj << kAreaShift) * kCellDeg;
-			double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kAreaDeg, lon0, lon0 + kAreaDeg,
-			                         std::min(row_cos(r0), row_cos(r1)));
-			if (b <= limit())
-				frontier.push({b, ai | kAreaFlag, aj});
-			return;
-		}
-		if (!seen.insert(i, j))
-			return;
-		double lat0 = -90.0 + double(i) * kCellDeg, lon0 = -180.0 + double(j) * kCellDeg;
-		double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg, row_cos(i));
-		if (b > limit())
-			return;
-		frontier.push({b, i, j});
-		// Its hash slot is likely a cache miss: start loading it now.
-		prefetch_cell(cell_key(i, j));
-	};
-	frontier.push({0, qi, qj});
-	seen.insert(qi, qj);
-	while (!frontier.empty()) {
-		Frontier f = frontier.top();
-		if (f.bound > limit())
-			break;
-		frontier.pop();
-		if (f.lat & kAreaFlag) {
-			// Nothing inside: go on to the ring of cells around it.
-			int64_t i0 = int64_t(f.lat & ~kAreaFlag) << kAreaShift, j0 = int64_t(f.lon) << kAreaShift;
-			int64_t side = int64_t(1) << kAreaShift;
-			for (int64_t d = -1; d <= side; d++) {
-				reach(i0 - 1, j0 + d);
-				reach(i0 + side, j0 + d);
+			uint32_t i = uint32_t(ni), j = wrap_lon(nj_any);
+			if (!area_used(i, j)) {
+				uint32_t ai = i >> kAreaShift, aj = j >> kAreaShift;
+				if (!seen_areas.insert(ai, aj))
+					return;
+				uint32_t r0 = ai << kAreaShift, r1 = r0 + (1u << kAreaShift) - 1;
+				double lat0 = -90.0 + double(r0) * kCellDeg, lon0 = -180.0 + double(aj << kAreaShift) * kCellDeg;
+				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kAreaDeg, lon0, lon0 + kAreaDeg,
+				                         std::min(row_cos(r0), row_cos(r1)));
+				if (b <= limit())
+					frontier.push({b, ai | kAreaFlag, aj});
+				return;
 			}
-			for (int64_t d = 0; d < side; d++) {
-				reach(i0 + d, j0 - 1);
-				reach(i0 + d, j0 + side);
-			}
-			// An area's ring costs about what four cells' neighbours do.
-			if (seen.size() + 4 * seen_areas.size() > budget)
-				return brute_force();
-			continue;
-		}
-		uint32_t slot = area_used(f.lat, f.lon) ? find(cell_key(f.lat, f.lon)) : kNoEntry;
-		if (slot != kNoEntry && worth_reading(cells_[slot])) {
-			if (!read_cell(slot, cell))
-				return brute_force();
-			double cos_min = row_cos(f.lat);
-			if (upper.size() < q.k) {
-				// While fewer than k drivers are sure, the limit is loose: try
-				// this cell's nearest first (by a flat-earth estimate), so the
-				// top k fills with close drivers and the rest is pruned early.
-				order.clear();
-				for (uint32_t i = 0; i < cell.size(); i++) {
-					double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = cell[i].lon_e7 / 1e7 - q.lon;
-					if (dx > 180)
-						dx -= 360;
-					else if (dx < -180)
-						dx += 360;
-					dx *= cos_q;
-					order.emplace_back(dy * dy + dx * dx, i);
+			if (!seen.insert(i, j))
+				return;
+			double lat0 = -90.0 + double(i) * kCellDeg, lon0 = -180.0 + double(j) * kCellDeg;
+			double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kCellDeg, lon0, lon0 + kCellDeg, row_cos(i));
+			if (b > limit())
+				return;
+			frontier.push({b, i, j});
+			// Its hash slot is likely a cache miss: start loading it now.
+			prefetch_cell(cell_key(i, j));
+		};
+		frontier.push({0, qi, qj});
+		seen.insert(qi, qj);
+		while (!frontier.empty()) {
+			Frontier f = frontier.top();
+			if (f.bound > limit())
+				break;
+			frontier.pop();
+			if (f.lat & kAreaFlag) {
+				// Nothing inside: go on to the ring of cells around it.
+				int64_t i0 = int64_t(f.lat & ~kAreaFlag) << kAreaShift, j0 = int64_t(f.lon) << kAreaShift;
+				int64_t side = int64_t(1) << kAreaShift;
+				for (int64_t d = -1; d <= side; d++) {
+					reach(i0 - 1, j0 + d);
+					reach(i0 + side, j0 + d);
 				}
-				std::sort(order.begin(), order.end());
-				for (const auto &o : order)
-					consider(cell[o.second], cos_min);
-			} else {
-				for (const GridRecord &r : cell)
-					consider(r, cos_min);
+				for (int64_t d = 0; d < side; d++) {
+					reach(i0 + d, j0 - 1);
+					reach(i0 + d, j0 + side);
+				}
+				// An area's ring costs about what four cells' neighbours do.
+				if (seen.size() + 4 * seen_areas.size() > budget)
+					return Pass::Scan;
+				continue;
 			}
+			uint32_t slot = area_used(f.lat, f.lon) ? find(cell_key(f.lat, f.lon)) : kNoEntry;
+			if (slot != kNoEntry)
+				looked.push_back({slot, load_acquire(cells_[slot].arrivals)});
+			if (slot != kNoEntry && worth_reading(cells_[slot])) {
+				if (!read_cell(slot, cell))
+					return Pass::Scan;
+				double cos_min = row_cos(f.lat);
+				if (upper.size() < q.k) {
+					// While fewer than k drivers are sure, the limit is loose: try
+					// this cell's nearest first (by a flat-earth estimate), so the
+					// top k fills with close drivers and the rest is pruned early.
+					order.clear();
+					for (uint32_t i = 0; i < cell.size(); i++) {
+						double dy = cell[i].lat_e7 / 1e7 - q.lat, dx = cell[i].lon_e7 / 1e7 - q.lon;
+						if (dx > 180)
+							dx -= 360;
+						else if (dx < -180)
+							dx += 360;
+						dx *= cos_q;
+						order.emplace_back(dy * dy + dx * dx, i);
+					}
+					std::sort(order.begin(), order.end());
+					for (const auto &o : order)
+						consider(cell[o.second], cos_min);
+				} else {
+					for (const GridRecord &r : cell)
+						consider(r, cos_min);
+				}
+			}
+			for (int di = -1; di <= 1; di++)
+				for (int dj = -1; dj <= 1; dj++)
+					if (di != 0 || dj != 0)
+						reach(int64_t(f.lat) + di, int64_t(f.lon) + dj);
+			if (seen.size() + 4 * seen_areas.size() > budget)
+				return Pass::Scan;
 		}
-		for (int di = -1; di <= 1; di++)
-			for (int dj = -1; dj <= 1; dj++)
-				if (di != 0 || dj != 0)
-					reach(int64_t(f.lat) + di, int64_t(f.lon) + dj);
-		if (seen.size() + 4 * seen_areas.size() > budget)
-			return brute_force();
+		fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
+		if (load_acquire(h_->gen) != gen)
+			return Pass::Scan; // the index was rebuilt under us
+		if (!none_arrived(looked.data(), looked.size(), used))
+			return Pass::Again; // a driver may have come into a cell after it was read
+		if (!finish())
+			return Pass::Again; // drivers moved under us
+		return Pass::Done;
+	};
+	for (int pass = 0; pass < 3; pass++) {
+		Pass p = best_first();
+		if (p == Pass::Done)
+			return Search::Cells;
+		if (p == Pass::Scan)
+			break;
 	}
-	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
-	if (load_acquire(h_->gen) != gen)
-		return brute_force(); // the index was rebuilt under us
-	if (!finish())
-		return brute_force(); // drivers moved under us
-	return Search::Cells;
+	return brute_force();
 }
 
 void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, double lon0, double lon1,
@@ -999,7 +1043,10 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 		double lat = lat_e7 / 1e7, lon = lon_e7 / 1e7;
 		return lat >= lat0 && lat <= lat1 && lon >= lon0 && lon <= lon1;
 	};
-	auto keep = [&](const std::vector<uint32_t> &ids) {
+	auto keep = [&](std::vector<uint32_t> &ids) {
+		// A driver that moved while the cells were read may be in two of them.
+		std::sort(ids.begin(), ids.end());
+		ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 		std::vector<LiveView> views;
 		read_entries(live, ids.data(), ids.size(), views);
 		for (const LiveView &v : views)
@@ -1019,31 +1066,47 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 	uint32_t i0 = lat_cell(int32_t(std::floor(lat0 * 1e7))), i1 = lat_cell(int32_t(std::ceil(lat1 * 1e7)));
 	int64_t j0 = (int64_t(std::floor(lon0 * 1e7)) + 1800000000) * kCellsPerDegree / 10000000;
 	int64_t j1 = (int64_t(std::ceil(lon1 * 1e7)) + 1800000000) * kCellsPerDegree / 10000000;
-	uint32_t gen = load_acquire(h_->gen);
-	if ((gen & 1) || double(i1 - i0 + 1) * double(j1 - j0 + 1) > double(cell_budget(live.size())))
+	if (double(i1 - i0 + 1) * double(j1 - j0 + 1) > double(cell_budget(live.size())))
 		return brute_force();
 	const int64_t min_s = min_ts_ms == INT64_MIN ? INT64_MIN : floor_div(min_ts_ms, 1000);
 	const uint32_t min_meta_time = min_s == INT64_MIN ? 0 : meta_of(0, min_s * 1000) & kTimeMask;
 	std::vector<GridRecord> cell;
 	std::vector<uint32_t> ids;
-	for (uint32_t i = i0; i <= i1; i++) {
-		for (int64_t j = j0; j <= j1; j++) {
-			uint32_t jj = uint32_t(j % kLonCells);
-			uint32_t slot = area_used(i, jj) ? find(cell_key(i, jj)) : kNoEntry;
-			if (slot == kNoEntry || load_relaxed(cells_[slot].count) == 0 ||
-			    int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
-				continue;
-			if (!read_cell(slot, cell))
-				return brute_force();
-			for (const GridRecord &r : cell)
-				if ((r.meta & kTimeMask) >= min_meta_time && in_box(r.lat_e7, r.lon_e7))
-					ids.push_back(r.index);
+	std::vector<Looked> looked;
+	// One pass over the box's cells: false if the index was rebuilt or a
+	// driver may have come into a cell after it was read.
+	auto cells_pass = [&] {
+		ids.clear();
+		looked.clear();
+		uint32_t gen = load_acquire(h_->gen);
+		if (gen & 1)
+			return false;
+		const uint32_t used = load_acquire(h_->used);
+		for (uint32_t i = i0; i <= i1; i++) {
+			for (int64_t j = j0; j <= j1; j++) {
+				uint32_t jj = uint32_t(j % kLonCells);
+				uint32_t slot = area_used(i, jj) ? find(cell_key(i, jj)) : kNoEntry;
+				if (slot == kNoEntry)
+					continue;
+				looked.push_back({slot, load_acquire(cells_[slot].arrivals)});
+				if (load_relaxed(cells_[slot].count) == 0 || int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
+					continue;
+				if (!read_cell(slot, cell))
+					return false;
+				for (const GridRecord &r : cell)
+					if ((r.meta & kTimeMask) >= min_meta_time && in_box(r.lat_e7, r.lon_e7))
+						ids.push_back(r.index);
+			}
 		}
-	}
-	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
-	if (load_acquire(h_->gen) != gen)
-		return brute_force();
-	keep(ids);
+		fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
+		return load_acquire(h_->gen) == gen && none_arrived(looked.data(), looked.size(), used);
+	};
+	for (int pass = 0; pass < 3; pass++)
+		if (cells_pass()) {
+			keep(ids);
+			return;
+		}
+	brute_force();
 }
 
 } // namespace lt

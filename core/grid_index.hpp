@@ -15,6 +15,10 @@
 // entry lock is held; a cell is changed only while its version is odd, which
 // doubles as the cell's writers' lock (taken after the entry lock). Readers
 // copy a cell's records and retry if the version moved; they never lock.
+// A driver changing cells joins the new one before it leaves the old one,
+// and each cell counts its arrivals: a search that finds a cell it looked
+// at has had an arrival since (or a new cell) runs again, so a moving driver
+// is never missed.
 // Array storage comes from a pool in power-of-two size classes, managed by
 // the listener alone. When the cell hash gets too full, or the pool runs
 // out, the listener rebuilds both in place (every entry lock held, a
@@ -71,7 +75,8 @@ struct GridCell {
 	uint32_t newest_s;     // newest fix seen here, Unix seconds (never lowered: an upper bound)
 	uint32_t by_status[4]; // drivers per Status value
 	uint8_t size_class;    // the block holds 4 << size_class records
-	uint8_t pad[7];
+	uint8_t pad[3];
+	uint32_t arrivals;     // drivers added so far: a search checks that none came in behind it
 };
 static_assert(sizeof(GridCell) == 48);
 static_assert(std::is_trivially_copyable_v<GridCell>);
@@ -168,7 +173,15 @@ private:
 	uint32_t alloc(uint8_t size_class);
 	void release(uint32_t block, uint8_t size_class);
 	bool add(uint32_t slot, uint32_t index, const GridRecord &r); // false: the pool is full
-	void remove(uint32_t slot, uint32_t index);
+	void remove(uint32_t slot, uint32_t pos);
+	// A cell a search looked at, and its arrivals then.
+	struct Looked {
+		uint32_t slot, arrivals;
+	};
+	// No driver came into those cells, and no cell was made, since they were
+	// looked at (`used` read before): a driver that moved while the search
+	// ran was seen at one place or the other.
+	bool none_arrived(const Looked *looked, size_t n, uint32_t used) const;
 	void rebuild(LiveEntry *entries, uint32_t n, uint32_t held);
 	void begin_rebuild();
 	void end_rebuild();

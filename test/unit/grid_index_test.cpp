@@ -566,6 +566,52 @@ TEST(GridIndex, ADriverSeenInTwoCellsCountsOnce) {
 	EXPECT_GT(ts, 2000) << "driver 1 jumped often";
 }
 
+TEST(GridIndex, ADriverCrossingBetweenCellsIsAlwaysFoundOnce) {
+	// One driver goes back and forth across a cell edge as fast as the writer
+	// can move it. It is in one cell or the other at every moment, but a
+	// search reads cells one after the other: readers asking for the nearest
+	// driver, or for the drivers in a box around both places, must still find
+	// it, and only once.
+	Table tb(1000);
+	const double lat = 48.0 + 0.5 / kCellsPerDegree;   // the middle of a cell row
+	const double edge = 2.0 + 100.0 / kCellsPerDegree; // a cell edge
+	const double west = edge - 0.2 / kCellsPerDegree, east = edge + 0.2 / kCellsPerDegree;
+	tb.put(1, lat, west, 1);
+	ASSERT_NE(GridIndex::key_of(int32_t(std::llround(lat * 1e7)), int32_t(std::llround(west * 1e7))),
+	          GridIndex::key_of(int32_t(std::llround(lat * 1e7)), int32_t(std::llround(east * 1e7))));
+	std::atomic<bool> stop{false};
+	std::atomic<long> queries{0}, missed{0}, boxes{0}, box_wrong{0};
+	std::vector<std::thread> readers;
+	readers.emplace_back([&] {
+		std::vector<Neighbor> got;
+		while (!stop.load()) {
+			tb.t.grid().nearest(tb.t, NearestQuery{lat, edge, 1, 1000, 0, INT64_MIN}, got);
+			missed += got.size() != 1;
+			queries++;
+		}
+	});
+	readers.emplace_back([&] {
+		std::vector<LiveView> got;
+		while (!stop.load()) {
+			tb.t.grid().within_box(tb.t, lat - 0.001, lat + 0.001, west - 0.001, east + 0.001, INT64_MIN, got);
+			box_wrong += got.size() != 1;
+			boxes++;
+		}
+	});
+	int64_t ts = 2;
+	auto t0 = std::chrono::steady_clock::now();
+	while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000))
+		for (int i = 0; i < 1000; i++, ts++)
+			tb.put(1, lat, ts % 2 ? east : west, ts);
+	stop = true;
+	for (auto &t : readers)
+		t.join();
+	EXPECT_GT(queries.load(), 1000);
+	EXPECT_GT(boxes.load(), 1000);
+	EXPECT_EQ(missed.load(), 0) << "of " << queries.load() << " nearest queries, " << ts << " moves";
+	EXPECT_EQ(box_wrong.load(), 0) << "of " << boxes.load() << " box queries";
+}
+
 TEST(GridIndex, ReadersNeverSeeTornListsWhileTheWriterMoves) {
 	// Ten drivers stay put around the query point; thousands of others move
 	// fast around them. Every reader answer must be exactly the ten.
