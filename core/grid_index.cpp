@@ -292,13 +292,21 @@ uint64_t GridIndex::key_of(int32_t lat_e7, int32_t lon_e7) {
 }
 
 uint32_t GridIndex::find(uint64_t key) const {
+	uint32_t gap;
+	return find(key, gap);
+}
+
+uint32_t GridIndex::find(uint64_t key, uint32_t &gap) const {
+	gap = kNoEntry;
 	for (uint32_t p = 0; p < h_->capacity; p++) {
 		uint32_t i = probe(key, p);
 		uint64_t k = load_acquire(cells_[i].key);
 		if (k == key)
 			return i;
-		if (k == 0)
+		if (k == 0) {
+			gap = i; // an insert of this key would take this slot
 			return kNoEntry;
+		}
 	}
 	return kNoEntry;
 }
@@ -325,7 +333,7 @@ uint32_t GridIndex::insert(uint64_t key) {
 			uint64_t &word = areas_[bit / 64];
 			store_relaxed(word, load_relaxed(word) | uint64_t(1) << (bit % 64));
 			store_release(c.key, key); // publish a ready cell
-			store_relaxed(h_->used, load_relaxed(h_->used) + 1);
+			store_release(h_->used, load_relaxed(h_->used) + 1);
 			return i;
 		}
 	}
@@ -379,7 +387,7 @@ bool GridIndex::add(uint32_t slot, uint32_t index, const GridRecord &r) {
 	if (secs > load_relaxed(c.newest_s))
 		store_relaxed(c.newest_s, secs);
 	store_relaxed(cell_[index], slot);
-	store_release(c.arrivals, c.arrivals + 1); // last: a reader that sees it sees the record
+	store_release(c.arrivals, load_relaxed(c.arrivals) + 1); // last: a reader that sees it sees the record
 	cell_unlock(c);
 	return true;
 }
@@ -442,13 +450,25 @@ void GridIndex::place(LiveEntry *entries, uint32_t index, uint32_t n) {
 		remove(cur, old_pos);
 }
 
-bool GridIndex::none_arrived(const Looked *looked, size_t n, uint32_t used) const {
+bool GridIndex::none_arrived(const Looked *looked, size_t n) const {
 	fence_acquire(); // order the search's relaxed reads before these
-	if (load_relaxed(h_->used) != used)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (load_relaxed(cells_[looked[i].slot].arrivals) != looked[i].arrivals)
-			return false;
+	for (size_t i = 0; i < n; i++) {
+		const Looked &l = looked[i];
+		switch (l.kind) {
+		case Looked::Cell:
+			if (load_relaxed(cells_[l.where].arrivals) != l.arrivals)
+				return false;
+			break;
+		case Looked::Gap:
+			if (load_relaxed(cells_[l.where].key) != 0)
+				return false;
+			break;
+		case Looked::Area:
+			if ((load_relaxed(areas_[l.where / 64]) >> (l.where % 64)) & 1)
+				return false;
+			break;
+		}
+	}
 	return true;
 }
 
@@ -633,8 +653,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	uint32_t gen = load_acquire(h_->gen);
 	if (gen & 1)
 		return false;
-	const uint32_t used = load_acquire(h_->used);
-	Looked looked[64]; // at most 1 + 8 + 16 + 24 cells
+	Looked looked[64]; // one per cell of the rings: at most 1 + 8 + 16 + 24
 	uint32_t n_looked = 0;
 	constexpr double kLow = 1 - geo::LocalFrom::kError, kHigh = 1 + geo::LocalFrom::kError;
 	constexpr double kSlack = geo::LocalFrom::kSlackM;
@@ -698,8 +717,8 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
 		return plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2;
 	};
-	// First pass over a ring: the cells that may hold a match, their records'
-	// first cache lines prefetched, so the ring's misses overlap.
+	// First pass over a ring: the cells that may hold a match, the first and
+	// last cache lines of their records prefetched, so the ring's misses overlap.
 	struct Todo {
 		int64_t i, j;
 		uint32_t slot;
@@ -709,21 +728,25 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		if (i < 0 || i >= int64_t(kLatCells) || out_of_reach(i, j))
 			return true;
 		uint32_t ci = uint32_t(i), cj = wrap_lon(j);
-		if (!area_used(ci, cj))
+		if (!area_used(ci, cj)) {
+			looked[n_looked++] = looked_area(ci, cj);
 			return true;
-		uint32_t slot = find(cell_key(ci, cj));
-		if (slot == kNoEntry)
+		}
+		uint32_t gap, slot = find(cell_key(ci, cj), gap);
+		if (slot == kNoEntry) {
+			if (gap != kNoEntry)
+				looked[n_looked++] = looked_gap(gap);
 			return true;
+		}
 		const GridCell &gc = cells_[slot];
-		looked[n_looked++] = {slot, load_acquire(gc.arrivals)};
+		looked[n_looked++] = looked_cell(slot);
 		uint32_t n = load_relaxed(gc.count), b = load_relaxed(gc.block);
 		if (n == 0 || (!any_status && load_relaxed(gc.by_status[q.status & 3]) == 0) ||
 		    int64_t(load_relaxed(gc.newest_s)) < min_s)
 			return true;
 		if (b != kNoEntry && uint64_t(b) + n <= h_->pool_size) {
 			__builtin_prefetch(&pool_[b]);
-			if (n > 4)
-				__builtin_prefetch(&pool_[b + 4]);
+			__builtin_prefetch(&pool_[b + n - 1]); // blocks need not start on a cache line
 		}
 		todo[n_todo++] = {i, j, slot};
 		return true;
@@ -793,7 +816,7 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 	if (load_acquire(h_->gen) != gen)
 		return false; // the index was rebuilt under us
-	if (!none_arrived(looked, n_looked, used))
+	if (!none_arrived(looked, n_looked))
 		return false; // a driver may have come into a cell after it was read
 	for (uint32_t c = 0; c < n_cands; c++)
 		if (cands[c].e2 <= reach2)
@@ -904,7 +927,6 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		uint32_t gen = load_acquire(h_->gen);
 		if (gen & 1)
 			return Pass::Scan;
-		const uint32_t used = load_acquire(h_->used);
 		std::vector<Looked> looked;
 
 		size_t budget = cell_budget(live.size());
@@ -937,8 +959,10 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 				double lat0 = -90.0 + double(r0) * kCellDeg, lon0 = -180.0 + double(aj << kAreaShift) * kCellDeg;
 				double b = cheap_bound_m(q.lat, q.lon, lat0, lat0 + kAreaDeg, lon0, lon0 + kAreaDeg,
 				                         std::min(row_cos(r0), row_cos(r1)));
-				if (b <= limit())
+				if (b <= limit()) {
 					frontier.push({b, ai | kAreaFlag, aj});
+					looked.push_back(looked_area(i, j)); // crossed unread: no cell may appear in it
+				}
 				return;
 			}
 			if (!seen.insert(i, j))
@@ -975,9 +999,13 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 					return Pass::Scan;
 				continue;
 			}
-			uint32_t slot = area_used(f.lat, f.lon) ? find(cell_key(f.lat, f.lon)) : kNoEntry;
+			uint32_t gap = kNoEntry, slot = kNoEntry;
+			if (!area_used(f.lat, f.lon))
+				looked.push_back(looked_area(f.lat, f.lon));
+			else if ((slot = find(cell_key(f.lat, f.lon), gap)) == kNoEntry && gap != kNoEntry)
+				looked.push_back(looked_gap(gap));
 			if (slot != kNoEntry)
-				looked.push_back({slot, load_acquire(cells_[slot].arrivals)});
+				looked.push_back(looked_cell(slot));
 			if (slot != kNoEntry && worth_reading(cells_[slot])) {
 				if (!read_cell(slot, cell))
 					return Pass::Scan;
@@ -1014,7 +1042,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
 		if (load_acquire(h_->gen) != gen)
 			return Pass::Scan; // the index was rebuilt under us
-		if (!none_arrived(looked.data(), looked.size(), used))
+		if (!none_arrived(looked.data(), looked.size()))
 			return Pass::Again; // a driver may have come into a cell after it was read
 		if (!finish())
 			return Pass::Again; // drivers moved under us
@@ -1081,14 +1109,20 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 		uint32_t gen = load_acquire(h_->gen);
 		if (gen & 1)
 			return false;
-		const uint32_t used = load_acquire(h_->used);
 		for (uint32_t i = i0; i <= i1; i++) {
 			for (int64_t j = j0; j <= j1; j++) {
 				uint32_t jj = uint32_t(j % kLonCells);
-				uint32_t slot = area_used(i, jj) ? find(cell_key(i, jj)) : kNoEntry;
-				if (slot == kNoEntry)
+				if (!area_used(i, jj)) {
+					looked.push_back(looked_area(i, jj));
 					continue;
-				looked.push_back({slot, load_acquire(cells_[slot].arrivals)});
+				}
+				uint32_t gap, slot = find(cell_key(i, jj), gap);
+				if (slot == kNoEntry) {
+					if (gap != kNoEntry)
+						looked.push_back(looked_gap(gap));
+					continue;
+				}
+				looked.push_back(looked_cell(slot));
 				if (load_relaxed(cells_[slot].count) == 0 || int64_t(load_relaxed(cells_[slot].newest_s)) < min_s)
 					continue;
 				if (!read_cell(slot, cell))
@@ -1099,7 +1133,7 @@ void GridIndex::within_box(const LiveTable &live, double lat0, double lat1, doub
 			}
 		}
 		fence_acquire(); // order the relaxed reads above (area bits, cells) before the check
-		return load_acquire(h_->gen) == gen && none_arrived(looked.data(), looked.size(), used);
+		return load_acquire(h_->gen) == gen && none_arrived(looked.data(), looked.size());
 	};
 	for (int pass = 0; pass < 3; pass++)
 		if (cells_pass()) {

@@ -17,8 +17,8 @@
 // copy a cell's records and retry if the version moved; they never lock.
 // A driver changing cells joins the new one before it leaves the old one,
 // and each cell counts its arrivals: a search that finds a cell it looked
-// at has had an arrival since (or a new cell) runs again, so a moving driver
-// is never missed.
+// at has had an arrival since (or a cell made where it found none) runs
+// again, so a moving driver is never missed.
 // Array storage comes from a pool in power-of-two size classes, managed by
 // the listener alone. When the cell hash gets too full, or the pool runs
 // out, the listener rebuilds both in place (every entry lock held, a
@@ -169,19 +169,28 @@ private:
 	}
 	void prefetch_cell(uint64_t key) const { __builtin_prefetch(&cells_[probe(key, 0)]); }
 	uint32_t find(uint64_t key) const; // slot or kNoEntry
+	uint32_t find(uint64_t key, uint32_t &gap) const; // gap: the empty slot the probe stopped at, or kNoEntry
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
 	uint32_t alloc(uint8_t size_class);
 	void release(uint32_t block, uint8_t size_class);
 	bool add(uint32_t slot, uint32_t index, const GridRecord &r); // false: the pool is full
 	void remove(uint32_t slot, uint32_t pos);
-	// A cell a search looked at, and its arrivals then.
+	// What a search saw that a driver moving into its way would change: a
+	// cell's arrivals, an empty slot that ended a probe (where that cell would
+	// be made), an area with no cell at all.
 	struct Looked {
-		uint32_t slot, arrivals;
+		enum Kind : uint8_t { Cell, Gap, Area } kind;
+		uint32_t where; // slot, or the area's bit
+		uint32_t arrivals;
 	};
-	// No driver came into those cells, and no cell was made, since they were
-	// looked at (`used` read before): a driver that moved while the search
-	// ran was seen at one place or the other.
-	bool none_arrived(const Looked *looked, size_t n, uint32_t used) const;
+	Looked looked_cell(uint32_t slot) const { return {Looked::Cell, slot, load_acquire(cells_[slot].arrivals)}; }
+	static Looked looked_gap(uint32_t slot) { return {Looked::Gap, slot, 0}; }
+	static Looked looked_area(uint32_t lat_cell, uint32_t lon_cell) {
+		return {Looked::Area, uint32_t(size_t(lat_cell >> kAreaShift) * kLonAreas + (lon_cell >> kAreaShift)), 0};
+	}
+	// Nothing of that changed: no driver came into a cell the search had
+	// looked at, so one that moved while it ran was seen at one place or the other.
+	bool none_arrived(const Looked *looked, size_t n) const;
 	void rebuild(LiveEntry *entries, uint32_t n, uint32_t held);
 	void begin_rebuild();
 	void end_rebuild();

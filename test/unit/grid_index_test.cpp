@@ -612,6 +612,56 @@ TEST(GridIndex, ADriverCrossingBetweenCellsIsAlwaysFoundOnce) {
 	EXPECT_EQ(box_wrong.load(), 0) << "of " << boxes.load() << " box queries";
 }
 
+TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
+	// The same with a driver that keeps going where no cell exists yet: it
+	// sweeps a fresh 50 x 50-cell square cell by cell, then the next square
+	// (the hash fills and is rebuilt on the way). Readers search the square
+	// it is in: it must be found, once, unless it left the square meanwhile.
+	Table tb(1000);
+	constexpr int kSide = 50;
+	auto corner_lat = [](int r) { return 10.0 + 0.3 * (r % 20); };
+	std::atomic<int> square{0};
+	std::atomic<bool> stop{false};
+	std::atomic<long> checked{0}, wrong{0};
+	tb.put(1, corner_lat(0), 20.0, 1);
+	auto reader = [&](bool box) {
+		std::vector<Neighbor> near;
+		std::vector<LiveView> in;
+		while (!stop.load()) {
+			int r = square.load();
+			double lat0 = corner_lat(r), side = double(kSide) / kCellsPerDegree;
+			size_t n;
+			if (box) {
+				tb.t.grid().within_box(tb.t, lat0, lat0 + side, 20.0, 20.0 + side, INT64_MIN, in);
+				n = in.size();
+			} else {
+				tb.t.grid().nearest(tb.t, NearestQuery{lat0 + side / 2, 20.0 + side / 2, 1, 50000, 0, INT64_MIN}, near);
+				n = near.size();
+			}
+			if (square.load() != r)
+				continue; // it moved on to the next square
+			wrong += n != 1;
+			checked++;
+		}
+	};
+	std::thread by_box(reader, true), by_distance(reader, false);
+	int64_t ts = 2;
+	auto t0 = std::chrono::steady_clock::now();
+	for (int r = 0; std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000); r++) {
+		square.store(r);
+		// Against the readers' order (rows north, cells east), so that it comes
+		// towards them: into cells they found empty, out of those they read next.
+		for (int c = kSide * kSide - 1; c >= 0; c--, ts++)
+			tb.put(1, corner_lat(r) + (c / kSide + 0.5) / kCellsPerDegree, 20.0 + (c % kSide + 0.5) / kCellsPerDegree, ts);
+	}
+	stop = true;
+	by_box.join();
+	by_distance.join();
+	EXPECT_GT(checked.load(), 100);
+	EXPECT_GT(tb.t.grid().rebuilds(), 0u);
+	EXPECT_EQ(wrong.load(), 0) << "of " << checked.load() << " searches, " << ts << " moves";
+}
+
 TEST(GridIndex, ReadersNeverSeeTornListsWhileTheWriterMoves) {
 	// Ten drivers stay put around the query point; thousands of others move
 	// fast around them. Every reader answer must be exactly the ten.
