@@ -291,11 +291,6 @@ uint64_t GridIndex::key_of(int32_t lat_e7, int32_t lon_e7) {
 	return cell_key(lat_cell(lat_e7), lon_cell(lon_e7));
 }
 
-uint32_t GridIndex::find(uint64_t key) const {
-	uint32_t gap;
-	return find(key, gap);
-}
-
 uint32_t GridIndex::find(uint64_t key, uint32_t &gap) const {
 	gap = kNoEntry;
 	for (uint32_t p = 0; p < h_->capacity; p++) {

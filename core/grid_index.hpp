@@ -168,8 +168,9 @@ private:
 		return bucket * kBucketSlots + (place & (kBucketSlots - 1));
 	}
 	void prefetch_cell(uint64_t key) const { __builtin_prefetch(&cells_[probe(key, 0)]); }
-	uint32_t find(uint64_t key) const; // slot or kNoEntry
-	uint32_t find(uint64_t key, uint32_t &gap) const; // gap: the empty slot the probe stopped at, or kNoEntry
+	// Slot or kNoEntry; gap: the empty slot the probe stopped at (where an
+	// insert of the key would go), or kNoEntry.
+	uint32_t find(uint64_t key, uint32_t &gap) const;
 	uint32_t insert(uint64_t key);     // writer: slot, or kNoEntry if too full
 	uint32_t alloc(uint8_t size_class);
 	void release(uint32_t block, uint8_t size_class);
