@@ -6,7 +6,7 @@ DATA = sql/livetrack--0.1.0.sql
 # Pure C++ core (no Postgres headers; also built by CMake for unit tests),
 # the code Postgres calls (extension/), and the background workers (worker/).
 CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o
-EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o
+EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o
 WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o
 OBJS = $(CORE) $(EXT) $(WORKERS)
 

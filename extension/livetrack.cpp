@@ -1,6 +1,6 @@
 // Module entry: settings, shared memory, and the background workers.
 #include "../core/message.hpp"
-#include "shared.hpp"
+#include "spatial_sql.hpp"
 
 extern "C" {
 #include "postmaster/bgworker.h"
@@ -150,6 +150,10 @@ static void define_settings(void) {
 	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
 	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("livetrack.enable_nearest_scan",
+	                         "Lets the planner run nearest_drivers() calls as livetrack's own scan node.",
+	                         "Off: every call runs as a function scan, with the same results.",
+	                         &lt_enable_nearest_scan, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("livetrack");
 }
 
@@ -175,6 +179,7 @@ void _PG_init(void) {
 	shmem_request_hook = lt_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lt_shmem_startup;
+	lt_nearest_scan_init();
 	register_worker("livetrack listener", "livetrack_listener_main");
 	for (int i = 0; i < lt_flushers; i++) {
 		char name[BGW_MAXLEN];
