@@ -58,6 +58,55 @@ SELECT array_agg(driver_id ORDER BY driver_id) AS postgis_500m
 FROM livetrack.live l
 WHERE l.age < interval '60 s' AND ST_Intersects(ST_Buffer(ST_MakePoint(31.05, -17.83)::geography, 500), l.geog);
 
+-- Plain calls run as livetrack's own scan node. Whole-row and LATERAL uses
+-- stay function scans, as does everything with livetrack.enable_nearest_scan
+-- off, and both give the same rows.
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT driver_id, distance_m FROM livetrack.nearest_drivers(-17.83, 31.05, 5) WHERE distance_m > 10;
+EXPLAIN (COSTS OFF) SELECT n FROM livetrack.nearest_drivers(-17.83, 31.05) n;
+EXPLAIN (COSTS OFF)
+SELECT p.i, n.driver_id FROM generate_series(1, 2) p(i), LATERAL livetrack.nearest_drivers(-17.83, 31.05, p.i) n;
+CREATE TEMP VIEW nearest_rows AS
+SELECT p.i, (SELECT array_agg(ROW(n.driver_id, n.distance_m, n.lat, n.lon, n.ts, n.status)::text
+                              ORDER BY n.distance_m, n.driver_id)
+             FROM livetrack.nearest_drivers(-17.83 + p.i * 0.0004, 31.05, p.i, 900 + p.i * 100,
+                                            CASE WHEN p.i % 3 = 0 THEN 'busy' END, NULL) n) AS found
+FROM generate_series(1, 14) p(i);
+EXPLAIN (COSTS OFF) SELECT * FROM nearest_rows;
+CREATE TEMP TABLE by_scan AS SELECT * FROM nearest_rows;
+SET livetrack.enable_nearest_scan = off;
+EXPLAIN (COSTS OFF) SELECT * FROM nearest_rows;
+CREATE TEMP TABLE by_function AS SELECT * FROM nearest_rows;
+RESET livetrack.enable_nearest_scan;
+SELECT count(*) AS queries, sum(cardinality(s.found)) AS rows,
+       count(*) FILTER (WHERE s.found IS DISTINCT FROM f.found) AS different
+FROM by_scan s JOIN by_function f USING (i);
+
+-- A generic plan takes its arguments as parameters, errors included.
+SET plan_cache_mode = force_generic_plan;
+PREPARE near(float8, float8, int) AS
+SELECT driver_id FROM livetrack.nearest_drivers($1, $2, $3, 5000, NULL, NULL) WHERE distance_m > 0;
+EXPLAIN (COSTS OFF) EXECUTE near(-17.83, 31.05, 3);
+EXECUTE near(-17.83, 31.05, 3);
+EXECUTE near(-17.83, 31.05, 0);
+EXECUTE near(95, 31.05, 3);
+DEALLOCATE near;
+RESET plan_cache_mode;
+
+-- The scan checks EXECUTE on the function, as a function scan would.
+CREATE ROLE livetrack_regress_dispatch;
+GRANT USAGE ON SCHEMA livetrack TO livetrack_regress_dispatch;
+REVOKE EXECUTE ON FUNCTION livetrack.nearest_drivers FROM PUBLIC;
+SET ROLE livetrack_regress_dispatch;
+SELECT driver_id FROM livetrack.nearest_drivers(-17.83, 31.05);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION livetrack.nearest_drivers TO PUBLIC;
+SET ROLE livetrack_regress_dispatch;
+SELECT count(*) AS granted FROM livetrack.nearest_drivers(-17.83, 31.05);
+RESET ROLE;
+REVOKE USAGE ON SCHEMA livetrack FROM livetrack_regress_dispatch;
+DROP ROLE livetrack_regress_dispatch;
+
 -- Bad arguments are errors with a SQLSTATE.
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

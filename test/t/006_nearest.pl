@@ -47,48 +47,62 @@ $node->safe_psql('postgres', q{
 
 # For each query: our answer, then PostGIS's brute force with
 # ST_Distance(geography) (geodesic on the spheroid), as "id:metres" lists.
-my $rows = $node->safe_psql('postgres', q{
+# Ours twice: through livetrack's scan node (the planner's choice here), and
+# as a plain function scan.
+$node->safe_psql('postgres', q{
+	CREATE TABLE brute AS
 	SELECT q.i,
-	  (SELECT string_agg(n.driver_id || ':' || n.distance_m, ' ' ORDER BY n.distance_m, n.driver_id)
-	     FROM livetrack.nearest_drivers(q.lat, q.lon, q.k, q.radius, q.status, '1 hour') n),
 	  (SELECT string_agg(b.driver_id || ':' || b.d, ' ' ORDER BY b.d, b.driver_id)
 	     FROM (SELECT s.driver_id, ST_Distance(s.geog, ST_MakePoint(q.lon, q.lat)::geography) AS d
 	           FROM snap s
 	           WHERE (q.status IS NULL OR s.status = q.status)
 	             AND (q.radius IS NULL OR ST_Distance(s.geog, ST_MakePoint(q.lon, q.lat)::geography) <= q.radius)
 	           ORDER BY 2, 1
-	           LIMIT q.k) b)
-	FROM q ORDER BY q.i
+	           LIMIT q.k) b) AS theirs
+	FROM q
 });
+my $compare = q{
+	SELECT q.i,
+	  (SELECT string_agg(n.driver_id || ':' || n.distance_m, ' ' ORDER BY n.distance_m, n.driver_id)
+	     FROM livetrack.nearest_drivers(q.lat, q.lon, q.k, q.radius, q.status, '1 hour') n),
+	  b.theirs
+	FROM q JOIN brute b USING (i) ORDER BY q.i
+};
+for my $scan ('on', 'off') {
+	my $set = "SET livetrack.enable_nearest_scan = $scan;";
+	my $plan = $node->safe_psql('postgres', "$set EXPLAIN (COSTS OFF) $compare");
+	is($plan =~ /Custom Scan \(livetrack nearest\)/ ? 'on' : 'off', $scan, "enable_nearest_scan = $scan chooses its plan");
+	my $rows = $node->safe_psql('postgres', "$set $compare");
 
-my ($queries, $bad, $results) = (0, 0, 0);
-for my $line (split /\n/, $rows) {
-	my ($i, $ours, $theirs) = split /\|/, $line, -1;
-	my @o = map { [ split /:/ ] } split / /, $ours // '';
-	my @p = map { [ split /:/ ] } split / /, $theirs // '';
-	my %theirs = map { $_->[0] => $_->[1] } @p;
-	my @why;
-	# At the radius a driver may be in or out by a rounding hair: compare the
-	# lists up to the shorter one, and check the extra ones are at the edge.
-	push @why, sprintf('%d results, PostGIS %d', scalar @o, scalar @p) if @o != @p;
-	for my $r (0 .. ($#o < $#p ? $#o : $#p)) {
-		my ($id, $d) = @{ $o[$r] };
-		my (undef, $pd) = @{ $p[$r] };
-		# The same distance as PostGIS (and so far inside 0.5 %)...
-		push @why, "rank $r: $d m vs PostGIS $pd m" if abs($d - $pd) > 1e-3 + 1e-7 * $pd;
-		# ... and the same driver at each rank, except among equally distant ones.
-		push @why, "rank $r: driver $id, PostGIS $p[$r][0]"
-		  if $id != $p[$r][0] && !(defined $theirs{$id} && abs($theirs{$id} - $pd) < 1e-3);
+	my ($queries, $bad, $results) = (0, 0, 0);
+	for my $line (split /\n/, $rows) {
+		my ($i, $ours, $theirs) = split /\|/, $line, -1;
+		my @o = map { [ split /:/ ] } split / /, $ours // '';
+		my @p = map { [ split /:/ ] } split / /, $theirs // '';
+		my %theirs = map { $_->[0] => $_->[1] } @p;
+		my @why;
+		# At the radius a driver may be in or out by a rounding hair: compare the
+		# lists up to the shorter one, and check the extra ones are at the edge.
+		push @why, sprintf('%d results, PostGIS %d', scalar @o, scalar @p) if @o != @p;
+		for my $r (0 .. ($#o < $#p ? $#o : $#p)) {
+			my ($id, $d) = @{ $o[$r] };
+			my (undef, $pd) = @{ $p[$r] };
+			# The same distance as PostGIS (and so far inside 0.5 %)...
+			push @why, "rank $r: $d m vs PostGIS $pd m" if abs($d - $pd) > 1e-3 + 1e-7 * $pd;
+			# ... and the same driver at each rank, except among equally distant ones.
+			push @why, "rank $r: driver $id, PostGIS $p[$r][0]"
+			  if $id != $p[$r][0] && !(defined $theirs{$id} && abs($theirs{$id} - $pd) < 1e-3);
+		}
+		$queries++;
+		$results += @o;
+		if (@why) {
+			$bad++;
+			diag("query $i: " . join('; ', @why[0 .. ($#why < 4 ? $#why : 4)]));
+		}
 	}
-	$queries++;
-	$results += @o;
-	if (@why) {
-		$bad++;
-		diag("query $i: " . join('; ', @why[0 .. ($#why < 4 ? $#why : 4)]));
-	}
+	is($bad, 0, "scan $scan: nearest_drivers agrees with PostGIS on $queries queries ($results results)");
+	ok($results > 3000, "scan $scan: the comparison covered many results");
 }
-is($bad, 0, "nearest_drivers agrees with PostGIS on $queries queries ($results results)");
-ok($results > 3000, 'the comparison covered many results');
 
 # drivers_within(): circles (geography buffers) and polygons, vs ST_Intersects.
 my $within = $node->safe_psql('postgres', q{
