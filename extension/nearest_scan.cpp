@@ -51,6 +51,9 @@ struct NearestScanState {
 
 set_rel_pathlist_hook_type prev_set_rel_pathlist;
 
+// What lt_nearest_column() builds for each column (1..6).
+const Oid kColumnTypes[kNearestCols + 1] = {InvalidOid, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, TIMESTAMPTZOID, TEXTOID};
+
 bool text_is(Datum d, const char *s) {
 	text *t = DatumGetTextPP(d);
 	size_t n = strlen(s);
@@ -82,7 +85,9 @@ bool is_nearest_drivers(Oid fn) {
 
 // Notes in seen[attno] the columns of the function's result that expr reads.
 // False if it reads anything else (a whole-row or system column, a
-// placeholder): such queries are left to the function scan.
+// placeholder), or a column of another type than the scan builds (the
+// symbol declared with another result): such queries are left to the
+// function scan.
 bool plain_columns(Node *expr, Index relid, Var **seen) {
 	List *vars = pull_var_clause(expr, PVC_INCLUDE_PLACEHOLDERS);
 	bool ok = true;
@@ -90,7 +95,7 @@ bool plain_columns(Node *expr, Index relid, Var **seen) {
 	foreach (lc, vars) {
 		Var *v = static_cast<Var *>(lfirst(lc));
 		if (!IsA(v, Var) || v->varno != int(relid) || v->varlevelsup != 0 || v->varattno < 1 ||
-		    v->varattno > kNearestCols) {
+		    v->varattno > kNearestCols || v->vartype != kColumnTypes[v->varattno]) {
 			ok = false;
 			break;
 		}
