@@ -82,6 +82,19 @@ SELECT count(*) AS queries, sum(cardinality(s.found)) AS rows,
        count(*) FILTER (WHERE s.found IS DISTINCT FROM f.found) AS different
 FROM by_scan s JOIN by_function f USING (i);
 
+-- The function is recognised by its C symbol, not its name; one declared
+-- with other column types stays a function scan (only EXPLAINed here: its
+-- rows would not match its declaration).
+CREATE FUNCTION pg_temp.near_alias(float8, float8, int, float8, text, interval)
+RETURNS TABLE (driver_id bigint, distance_m float8, lat float8, lon float8, ts timestamptz, status text)
+AS '$libdir/livetrack', 'livetrack_nearest_drivers' LANGUAGE C;
+EXPLAIN (COSTS OFF) SELECT driver_id FROM pg_temp.near_alias(-17.83, 31.05, 3, 5000, NULL, NULL);
+SELECT driver_id FROM pg_temp.near_alias(-17.83, 31.05, 3, 5000, NULL, NULL);
+CREATE FUNCTION pg_temp.near_mistyped(float8, float8, int, float8, text, interval)
+RETURNS TABLE (driver_id text, distance_m float8, lat float8, lon float8, ts timestamptz, status text)
+AS '$libdir/livetrack', 'livetrack_nearest_drivers' LANGUAGE C;
+EXPLAIN (COSTS OFF) SELECT driver_id FROM pg_temp.near_mistyped(-17.83, 31.05, 3, 5000, NULL, NULL);
+
 -- A generic plan takes its arguments as parameters, errors included.
 SET plan_cache_mode = force_generic_plan;
 PREPARE near(float8, float8, int) AS
