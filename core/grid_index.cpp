@@ -639,16 +639,20 @@ static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const Neares
 // False when it cannot decide within kMaxRing rings (the caller runs the
 // general search).
 bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
-	constexpr int kMaxRing = 3; // cells up to 4 away: inside LocalFrom::kMaxOffsetDeg
+	// Cells up to 6 away, inside LocalFrom::kMaxOffsetDeg. Five rings reach
+	// 2.1 km north and south, and east and west within 23 degrees of the
+	// equator (1.4 km at 50): a 2 km query in a sparse suburb or an empty
+	// field beside the city is answered here rather than by the general search.
+	constexpr int kMaxRing = 5;
 	constexpr uint32_t kMaxK = 64, kMaxCands = 1024;
 	static_assert((kMaxRing + 1) * kCellDeg <= geo::LocalFrom::kMaxOffsetDeg, "rings stay on the local plane");
-	static_assert((2 * kMaxRing + 1) * (2 * kMaxRing + 1) <= 64, "looked[] holds every cell of the rings");
+	constexpr uint32_t kRingCells = (2 * kMaxRing + 1) * (2 * kMaxRing + 1);
 	if (q.k > kMaxK || !(std::fabs(q.lat) <= geo::LocalFrom::kMaxLat))
 		return false;
 	uint32_t gen = load_acquire(h_->gen);
 	if (gen & 1)
 		return false;
-	Looked looked[64]; // one per cell of the rings: at most 1 + 8 + 16 + 24
+	Looked looked[kRingCells]; // one per cell of the rings
 	uint32_t n_looked = 0;
 	constexpr double kLow = 1 - geo::LocalFrom::kError, kHigh = 1 + geo::LocalFrom::kError;
 	constexpr double kSlack = geo::LocalFrom::kSlackM;
