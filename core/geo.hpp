@@ -93,18 +93,29 @@ constexpr double kSphereUpperRatio = 1.005;
 // Geodesic distances from one point (Vincenty's inverse method; agrees with
 // Karney's algorithm, which PostGIS uses, to well under a millimetre). Near
 // antipodal points, where it does not converge, it falls back to the sphere
-// (within 0.5 %); no fleet query goes there.
+// (within 0.5 %); no fleet query goes there. Within kChord of the point,
+// where nearest-driver answers are, the chord does it five times faster.
 class GeodesicFrom {
 public:
+	// Up to this far apart in latitude and longitude (11 km) the chord agrees
+	// with Vincenty's method run to convergence within 2e-7 m (unit-tested);
+	// by 0.3 degree the series' next term would show at 1e-6 m.
+	static constexpr double kChordDeg = 0.1;
+
 	GeodesicFrom(double lat, double lon) : lat_(lat), lon_(lon) {
 		double p = lat * kDegToRad;
 		sin_p1_ = std::sin(p);
 		cos_p1_ = std::cos(p);
 		reduced(sin_p1_, cos_p1_, sin_u1_, cos_u1_);
+		double n1 = kA / std::sqrt(1 - kE2 * sin_p1_ * sin_p1_);
+		x1_ = n1 * cos_p1_;
+		z1_ = n1 * (1 - kE2) * sin_p1_;
 	}
 
 	double to(double lat2, double lon2) const {
 		double l = lon_gap(lon2), d = (lat2 - lat_) * kDegToRad, su2, cu2;
+		if (std::fabs(l) < kChord && std::fabs(d) < kChord)
+			return chord(d, l);
 		if (std::fabs(l) < kNear && std::fabs(d) < kNear) {
 			// Nearby (the usual case): the same method with the sines and
 			// cosines of small angles from their series, to double precision.
@@ -114,11 +125,13 @@ public:
 		}
 		return to_libm(lat2, lon2);
 	}
-	// The same with the library's sines and cosines at any distance.
-	double to_libm(double lat2, double lon2) const {
+	// Vincenty with the library's sines and cosines at any distance, iterated
+	// until longitude on the auxiliary sphere moves less than `tolerance`
+	// radians (1e-12: 6 um on the ground).
+	double to_libm(double lat2, double lon2, double tolerance = 1e-12) const {
 		double p2 = lat2 * kDegToRad, su2, cu2;
 		reduced(std::sin(p2), std::cos(p2), su2, cu2);
-		return solve<false>(su2, cu2, lon_gap(lon2), lat2, lon2);
+		return solve<false>(su2, cu2, lon_gap(lon2), lat2, lon2, tolerance);
 	}
 
 private:
@@ -132,6 +145,31 @@ private:
 	// Below this many radians the series of sin_small() and friends are exact
 	// in double precision (the first term left out is under 1e-19 of the sum).
 	static constexpr double kNear = 0.02;
+	static constexpr double kChord = kChordDeg * kDegToRad;
+	static constexpr double kE2 = kF * (2 - kF);
+
+	// A short geodesic from the straight line between its ends. Both points
+	// go to Earth-centred coordinates, x along the origin's meridian, so only
+	// the offsets need sines. A geodesic bends with the surface's normal
+	// curvature k in its direction (Euler: cos^2(az)/M + sin^2(az)/N), and a
+	// curve of curvature k with chord c is c (1 + k^2 c^2 / 24) long, the next
+	// term under 1e-9 m at 11 km. Over 11 km k changes by about 1e-5 of
+	// itself, which moves the result by under 1e-7 m.
+	double chord(double d, double l) const {
+		double sd = sin_small(d), cd = cos_small(d);
+		double sp2 = sin_p1_ * cd + cos_p1_ * sd, cp2 = cos_p1_ * cd - sin_p1_ * sd;
+		double n2 = kA / std::sqrt(1 - kE2 * sp2 * sp2), r2 = n2 * cp2;
+		double h = sin_small(l / 2);
+		double dx = (r2 - x1_) - r2 * 2 * h * h, dy = r2 * sin_small(l), dz = n2 * (1 - kE2) * sp2 - z1_;
+		double c2 = dx * dx + dy * dy + dz * dz;
+		// Direction from the local north and east components; M and N at the
+		// mid-latitude (near enough: k enters as a correction of ~1e-6).
+		double north = cos_p1_ * dz - sin_p1_ * dx, nn = north * north, ee = dy * dy;
+		double sm = (sin_p1_ + sp2) / 2, w2 = 1 - kE2 * sm * sm, w = std::sqrt(w2);
+		double inv_m = w2 * w / (kA * (1 - kE2)), inv_n = w / kA;
+		double k = nn + ee > 0 ? (nn * inv_m + ee * inv_n) / (nn + ee) : inv_m;
+		return std::sqrt(c2) * (1 + k * k * c2 / 24);
+	}
 	static double sin_small(double x) {
 		constexpr double c3 = 1.0 / 6, c5 = 1.0 / 120, c7 = 1.0 / 5040, c9 = 1.0 / 362880;
 		double x2 = x * x;
@@ -148,7 +186,8 @@ private:
 		return x * (1 - x2 * (c3 - x2 * (c5 - x2 * (c7 - x2 * (c9 - x2 * c11)))));
 	}
 
-	template <bool Near> double solve(double su2, double cu2, double l, double lat2, double lon2) const {
+	template <bool Near>
+	double solve(double su2, double cu2, double l, double lat2, double lon2, double tolerance = 1e-12) const {
 		double lambda = l, sin_sigma = 0, cos_sigma = 1, sigma = 0, cos2_alpha = 1, cos_2sm = 0;
 		for (int iter = 0;; iter++) {
 			double sl, cl;
@@ -175,7 +214,7 @@ private:
 			double prev = lambda;
 			lambda = l + (1 - c) * kF * sin_alpha *
 			                 (sigma + c * sin_sigma * (cos_2sm + c * cos_sigma * (-1 + 2 * cos_2sm * cos_2sm)));
-			if (std::fabs(lambda - prev) < 1e-12)
+			if (std::fabs(lambda - prev) < tolerance)
 				break;
 			if (iter == 100 || std::fabs(lambda) > kPi)
 				return distance_m(lat_, lon_, lat2, lon2); // antipodal: sphere
@@ -201,6 +240,7 @@ private:
 
 	double lat_, lon_;
 	double sin_p1_, cos_p1_, sin_u1_, cos_u1_;
+	double x1_, z1_; // the origin, Earth-centred, in its meridian's plane
 };
 
 inline double geodesic_m(double lat1, double lon1, double lat2, double lon2) {
