@@ -745,8 +745,14 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		    int64_t(load_relaxed(gc.newest_s)) < min_s)
 			return true;
 		if (b != kNoEntry && uint64_t(b) + n <= h_->pool_size) {
-			__builtin_prefetch(&pool_[b]);
-			__builtin_prefetch(&pool_[b + n - 1]); // blocks need not start on a cache line
+			// Every line of the block (a city cell's 20-30 records span 6-8;
+			// the listener keeps rewriting them, so they are rarely cached),
+			// up to 32 lines; blocks need not start on a cache line.
+			constexpr uint32_t kPerLine = 64 / sizeof(GridRecord);
+			uint32_t last = b + n - 1, stop = std::min(last, b + 32 * kPerLine);
+			for (uint32_t k = b; k <= stop; k += kPerLine)
+				__builtin_prefetch(&pool_[k]);
+			__builtin_prefetch(&pool_[last]);
 		}
 		todo[n_todo++] = {i, j, slot};
 		return true;
