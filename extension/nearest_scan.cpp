@@ -41,7 +41,10 @@ constexpr const char *kName = "livetrack nearest";
 
 struct NearestScanState {
 	CustomScanState css; // first: the executor only knows this part
-	List *args;          // ExprStates of the six arguments
+	// The arguments: a constant's value (the planner has folded most of
+	// them, defaults included), or the state that computes it per search.
+	NullableDatum arg_value[kNearestArgs];
+	ExprState *arg_state[kNearestArgs];
 	int natts;           // columns of the scan tuple,
 	int16 attno[kNearestCols]; // each a column of nearest_drivers()
 	LtNearestRows rows;
@@ -131,7 +134,7 @@ void offer_nearest_scan(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblE
 	    !bms_is_empty(rel->lateral_relids))
 		return;
 	Node *call = linitial_node(RangeTblFunction, rte->functions)->funcexpr;
-	if (!IsA(call, FuncExpr) || list_length(reinterpret_cast<FuncExpr *>(call)->args) != kNearestCols ||
+	if (!IsA(call, FuncExpr) || list_length(reinterpret_cast<FuncExpr *>(call)->args) != kNearestArgs ||
 	    !is_nearest_drivers(reinterpret_cast<FuncExpr *>(call)->funcid))
 		return;
 	Var *seen[kNearestCols + 1] = {NULL};
@@ -200,8 +203,17 @@ void begin_nearest_scan(CustomScanState *node, EState *estate, int) {
 		aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
 	InvokeFunctionExecuteHook(fn);
 
-	st->args = ExecInitExprList(cs->custom_exprs, &node->ss.ps);
+	Assert(list_length(cs->custom_exprs) == kNearestArgs);
+	int i = 0;
 	ListCell *lc;
+	foreach (lc, cs->custom_exprs) {
+		auto *e = static_cast<Expr *>(lfirst(lc));
+		if (IsA(e, Const)) // no expression state to build for it every execution
+			st->arg_value[i] = NullableDatum{castNode(Const, e)->constvalue, castNode(Const, e)->constisnull};
+		else
+			st->arg_state[i] = ExecInitExpr(e, &node->ss.ps);
+		i++;
+	}
 	foreach (lc, cs->custom_scan_tlist)
 		st->attno[st->natts++] = int16(castNode(Var, lfirst_node(TargetEntry, lc)->expr)->varattno);
 	st->rows = LtNearestRows{estate->es_query_cxt, NULL, 0};
@@ -212,14 +224,11 @@ TupleTableSlot *next_nearest(ScanState *ss) {
 	auto *st = reinterpret_cast<NearestScanState *>(ss);
 	ExprContext *econtext = ss->ps.ps_ExprContext;
 	if (!st->searched) {
-		NullableDatum args[kNearestCols];
-		int i = 0;
-		ListCell *lc;
-		foreach (lc, st->args) {
-			args[i].value = ExecEvalExprSwitchContext(static_cast<ExprState *>(lfirst(lc)), econtext, &args[i].isnull);
-			i++;
-		}
-		st->nrows = lt_nearest_search(lt_nearest_query(args), &st->rows);
+		for (int i = 0; i < kNearestArgs; i++)
+			if (st->arg_state[i])
+				st->arg_value[i].value =
+				    ExecEvalExprSwitchContext(st->arg_state[i], econtext, &st->arg_value[i].isnull);
+		st->nrows = lt_nearest_search(lt_nearest_query(st->arg_value), &st->rows);
 		st->next = 0;
 		st->searched = true;
 	}

@@ -8,6 +8,7 @@
 // Columns of nearest_drivers(), in order (attribute numbers 1..6).
 enum { kNearestDriver = 1, kNearestDistance, kNearestLat, kNearestLon, kNearestTs, kNearestStatus };
 constexpr int kNearestCols = 6;
+constexpr int kNearestArgs = 6; // lat, lon, k, radius_m, status, max_age
 
 // Rows of one search, in memory Postgres owns (grown, never shrunk).
 struct LtNearestRows {
@@ -16,7 +17,7 @@ struct LtNearestRows {
 	uint32 capacity;
 };
 
-// Checks the six arguments and turns them into a query; raises the SQL
+// Checks the kNearestArgs arguments and turns them into a query; raises the SQL
 // errors, so call it before any C++ object with a destructor exists.
 lt::NearestQuery lt_nearest_query(const NullableDatum *args);
 
