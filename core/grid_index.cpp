@@ -604,6 +604,7 @@ static void read_entries(const LiveTable &live, const uint32_t *ids, size_t n, s
 // the caller searches again another way.
 static bool rank_views(const std::vector<LiveView> &views, const NearestQuery &q, const geo::GeodesicFrom &origin,
                        bool k_sure, double limit, std::vector<Neighbor> &out) {
+	out.reserve(out.size() + views.size()); // one allocation, not one per doubling
 	for (const LiveView &v : views) {
 		if (v.driver_id == 0 || !passes(v, q.status, q.min_ts_ms))
 			continue; // changed since its record was read
