@@ -329,6 +329,31 @@ TEST(GridIndex, DenseTownsAnsweredFromTheRingsAround) {
 	EXPECT_GT(tb.searches[int(Search::Local)], 500);
 }
 
+TEST(GridIndex, SparseAndEmptyPlacesBesideATownAreAnsweredByTheRings) {
+	// 2 km queries from 0.5 to 3 km outside a town of 3,000 drivers, at
+	// latitudes where five rings span 2 km both ways: fewer than k drivers
+	// are near, so the rings must cover the whole radius to decide (three
+	// rings did not, and the best-first search ran). Same answers as brute
+	// force either way.
+	for (double town_lat : {0.0, 12.97, -20.0}) {
+		Table tb(4000);
+		std::mt19937_64 rng(43);
+		std::uniform_real_distribution<double> u(0, 1);
+		const double town_lon = 77.59, km_lat = 1 / 110.6, km_lon = km_lat / std::cos(town_lat * geo::kDegToRad);
+		for (uint64_t id = 1; id <= 3000; id++) {
+			double r = 2 * std::sqrt(u(rng)), a = u(rng) * 2 * geo::kPi; // a 2 km disc
+			tb.put(id, town_lat + r * std::cos(a) * km_lat, town_lon + r * std::sin(a) * km_lon, 1000);
+		}
+		for (int i = 0; i < 200; i++) {
+			double r = 2.5 + 2.5 * u(rng), a = u(rng) * 2 * geo::kPi; // 0.5-3 km beyond the edge
+			double la = town_lat + r * std::cos(a) * km_lat, lo = town_lon + r * std::sin(a) * km_lon;
+			SCOPED_TRACE(::testing::Message() << "q=(" << la << "," << lo << ")");
+			expect_same(tb.nearest(la, lo, 10, 2000), brute(tb.t, la, lo, 10, 2000), "2 km");
+			EXPECT_EQ(tb.last, Search::Local);
+		}
+	}
+}
+
 TEST(GridIndex, PolesAntimeridianAndEmptyPlaces) {
 	Table tb(5000);
 	std::mt19937_64 rng(3);
