@@ -613,7 +613,13 @@ static bool rank_views(const std::vector<LiveView> &views, const NearestQuery &q
 			out.push_back(n);
 	}
 	size_t k = std::min<size_t>(q.k, out.size());
-	std::partial_sort(out.begin(), out.begin() + long(k), out.end(), closer);
+	// A lambda, not the function: std::sort inlines it. Usually a few more
+	// contenders than k, so insertion-sorting them all beats a heap of k.
+	auto by_distance = [](const Neighbor &a, const Neighbor &b) { return closer(a, b); };
+	if (out.size() <= 2 * k + 8)
+		std::sort(out.begin(), out.end(), by_distance);
+	else
+		std::partial_sort(out.begin(), out.begin() + long(k), out.end(), by_distance);
 	out.resize(k);
 	return !k_sure || (k == q.k && out.back().distance_m <= limit);
 }
@@ -712,21 +718,25 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	const int64_t qj_near = lon_edge7(qj) < -1e9 ? qj + kLonCells : qj;
 	const bool any_status = q.status == 0;
 
-	// A cell's nearest point is out of reach of the k-th result so far.
-	auto out_of_reach = [&](int64_t i, int64_t j) {
+	// Plane distance^2 to a cell's nearest point: beyond reach2, it cannot hold
+	// a result.
+	auto gap2 = [&](int64_t i, int64_t j) {
 		double a = lat_edge7(i), b = lat_edge7(i + 1), c = lon_edge7(j), d = lon_edge7(j + 1);
 		double gap_lat = a > 0 ? a : b < 0 ? -b : 0, gap_lon = c > 0 ? c : d < 0 ? -d : 0;
-		return plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b))) > reach2;
+		return plane.min_dist2(gap_lat, gap_lon, std::max(std::fabs(a), std::fabs(b)));
 	};
-	// First pass over a ring: the cells that may hold a match, the first and
-	// last cache lines of their records prefetched, so the ring's misses overlap.
+	// First pass over a ring: the cells that may hold a match, every cache
+	// line of their records prefetched, so the ring's misses overlap.
 	struct Todo {
-		int64_t i, j;
+		double gap2;
 		uint32_t slot;
 	} todo[8 * kMaxRing];
 	uint32_t n_todo = 0;
 	auto consider = [&](int64_t i, int64_t j) {
-		if (i < 0 || i >= int64_t(kLatCells) || out_of_reach(i, j))
+		if (i < 0 || i >= int64_t(kLatCells))
+			return true;
+		double near2 = gap2(i, j);
+		if (near2 > reach2)
 			return true;
 		uint32_t ci = uint32_t(i), cj = wrap_lon(j);
 		if (!area_used(ci, cj)) {
@@ -755,13 +765,13 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 				__builtin_prefetch(&pool_[k]);
 			__builtin_prefetch(&pool_[last]);
 		}
-		todo[n_todo++] = {i, j, slot};
+		todo[n_todo++] = {near2, slot};
 		return true;
 	};
 	// Second pass: each cell's records, measured and appended; only those that
 	// pass stay (no branch per driver to mispredict).
 	auto visit = [&](const Todo &t) {
-		if (out_of_reach(t.i, t.j)) // the limit may have shrunk since the first pass
+		if (t.gap2 > reach2) // the limit may have shrunk since the first pass
 			return true;
 		uint32_t first = n_cands, end = n_cands;
 		bool read = scan_cell(
@@ -805,6 +815,8 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		});
 		n_todo = 0;
 		each_in_ring(r, consider);
+		// Nearest cells first: the limit they set may leave the others unread.
+		std::sort(todo, todo + n_todo, [](const Todo &a, const Todo &b) { return a.gap2 < b.gap2; });
 		for (uint32_t t = 0; t < n_todo; t++)
 			if (!visit(todo[t]))
 				return false;
