@@ -646,7 +646,8 @@ static bool rank(const LiveTable &live, std::vector<uint32_t> &ids, const Neares
 // the drivers that can still make the top k then get their exact geodesic.
 // False when it cannot decide within kMaxRing rings (the caller runs the
 // general search).
-bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
+bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out,
+                              SearchWork &work) const {
 	// Cells up to 6 away, inside LocalFrom::kMaxOffsetDeg. Five rings reach
 	// 2.1 km north and south, and east and west within 23 degrees of the
 	// equator (1.4 km at 50): a 2 km query in a sparse suburb or an empty
@@ -773,11 +774,12 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	auto visit = [&](const Todo &t) {
 		if (t.gap2 > reach2) // the limit may have shrunk since the first pass
 			return true;
-		uint32_t first = n_cands, end = n_cands;
+		uint32_t first = n_cands, end = n_cands, records = 0;
 		bool read = scan_cell(
 		    cells_[t.slot], pool_, h_->pool_size,
 		    [&](uint32_t n) {
 			    end = first;
+			    records = n;
 			    return first + n <= kMaxCands;
 		    },
 		    [&](const GridRecord &r) {
@@ -789,6 +791,8 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 		    });
 		if (!read)
 			return false;
+		work.cells++;
+		work.records += records;
 		n_cands = end;
 		for (uint32_t c = first; c < end; c++)
 			take(cands[c]);
@@ -840,17 +844,22 @@ bool GridIndex::nearest_local(const LiveTable &live, const NearestQuery &q, std:
 	for (uint32_t c = 0; c < n_cands; c++)
 		if (cands[c].e2 <= reach2)
 			ids.push_back(cands[c].index);
+	work.ranked += uint32_t(ids.size());
 	if (rank(live, ids, q, geo::GeodesicFrom(q.lat, q.lon), n_sure == q.k, limit, out))
 		return true;
 	out.clear();
 	return false;
 }
 
-Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const {
+Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out,
+                          SearchWork *work_out) const {
 	out.clear();
+	SearchWork scratch;
+	SearchWork &work = work_out ? *work_out : scratch;
+	work = SearchWork{0, 0, 0};
 	if (q.k == 0)
 		return Search::Local;
-	if (nearest_local(live, q, out))
+	if (nearest_local(live, q, out, work))
 		return Search::Local;
 	// Ranked by geodesic distance, which is the expensive part, so it is
 	// computed last and only for drivers that can still make the top k:
@@ -902,6 +911,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		for (const auto &c : cands)
 			if (c.first * geo::kSphereLowerRatio <= lim)
 				ids.push_back(c.second);
+		work.ranked += uint32_t(ids.size());
 		return rank(live, ids, q, origin, upper.size() == q.k, lim, out);
 	};
 	// Every entry, read once and ranked as read: the answer of one pass over
@@ -912,6 +922,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		upper.clear();
 		std::vector<LiveView> seen; // beside cands
 		uint32_t n = live.size();
+		work.records += n;
 		LiveView v;
 		for (uint32_t i = 0; i < n; i++) {
 			live.read(i, v);
@@ -925,6 +936,7 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 		for (size_t c = 0; c < cands.size(); c++)
 			if (cands[c].first * geo::kSphereLowerRatio <= lim)
 				views.push_back(seen[c]);
+		work.ranked += uint32_t(views.size());
 		rank_views(views, q, origin, false, lim, out);
 		return Search::Scan;
 	};
@@ -1028,6 +1040,8 @@ Search GridIndex::nearest(const LiveTable &live, const NearestQuery &q, std::vec
 			if (slot != kNoEntry && worth_reading(cells_[slot])) {
 				if (!read_cell(slot, cell))
 					return Pass::Scan;
+				work.cells++;
+				work.records += uint32_t(cell.size());
 				double cos_min = row_cos(f.lat);
 				if (upper.size() < q.k) {
 					// While fewer than k drivers are sure, the limit is loose: try

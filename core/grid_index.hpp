@@ -117,6 +117,15 @@ struct Neighbor {
 	LiveView v;
 };
 
+// What one nearest() call read: cells whose records it went through, those
+// records, and the entries it ranked by exact geodesic. The cost of a query
+// in units that do not depend on the machine (tests, bench/grid).
+struct SearchWork {
+	uint32_t cells;
+	uint32_t records;
+	uint32_t ranked;
+};
+
 // How nearest() found its answer.
 enum class Search : uint8_t {
 	Local, // the few cells around the point, on the local plane
@@ -140,7 +149,8 @@ public:
 	void clear();
 
 	// Readers. Results are sorted by distance, then driver id.
-	Search nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const;
+	Search nearest(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out,
+	               SearchWork *work = nullptr) const;
 	// Entries whose position lies in [lat0, lat1] x [lon0, lon1] (lon0 <= lon1).
 	void within_box(const LiveTable &live, double lat0, double lat1, double lon0, double lon1, int64_t min_ts_ms,
 	                std::vector<LiveView> &out) const;
@@ -196,7 +206,8 @@ private:
 	void begin_rebuild();
 	void end_rebuild();
 	bool read_cell(uint32_t slot, std::vector<GridRecord> &out) const;
-	bool nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out) const;
+	bool nearest_local(const LiveTable &live, const NearestQuery &q, std::vector<Neighbor> &out,
+	                   SearchWork &work) const;
 	bool area_used(uint32_t lat_cell, uint32_t lon_cell) const;
 
 	GridHeader *h_;
