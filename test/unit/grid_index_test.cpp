@@ -695,7 +695,10 @@ TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
 	Table tb(1000);
 	constexpr int kSide = 50;
 	auto corner_lat = [](int r) { return 10.0 + 0.3 * (r % 20); };
-	std::atomic<int> square{0};
+	// Even: the driver is in square at / 2. Odd: it is on its way to the next
+	// one. Only a search that began and ended in the same even state is
+	// checked: a writer preempted between squares must not count as a miss.
+	std::atomic<int> at{0};
 	std::atomic<bool> stop{false};
 	std::atomic<long> checked{0}, wrong{0};
 	tb.put(1, corner_lat(0), 20.0, 1);
@@ -703,7 +706,10 @@ TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
 		std::vector<Neighbor> near;
 		std::vector<LiveView> in;
 		while (!stop.load()) {
-			int r = square.load();
+			int seen = at.load();
+			if (seen & 1)
+				continue;
+			int r = seen / 2;
 			double lat0 = corner_lat(r), side = double(kSide) / kCellsPerDegree;
 			size_t n;
 			if (box) {
@@ -713,8 +719,9 @@ TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
 				tb.t.grid().nearest(tb.t, NearestQuery{lat0 + side / 2, 20.0 + side / 2, 1, 50000, 0, INT64_MIN}, near);
 				n = near.size();
 			}
-			if (square.load() != r)
-				continue; // it moved on to the next square
+			std::atomic_thread_fence(std::memory_order_acquire); // the search's reads before the re-check
+			if (at.load() != seen)
+				continue; // it set off for the next square meanwhile
 			wrong += n != 1;
 			checked++;
 		}
@@ -723,11 +730,15 @@ TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
 	int64_t ts = 2;
 	auto t0 = std::chrono::steady_clock::now();
 	for (int r = 0; std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000); r++) {
-		square.store(r);
+		if (r > 0)
+			at.store(2 * r - 1); // leaving square r - 1
 		// Against the readers' order (rows north, cells east), so that it comes
 		// towards them: into cells they found empty, out of those they read next.
-		for (int c = kSide * kSide - 1; c >= 0; c--, ts++)
+		for (int c = kSide * kSide - 1; c >= 0; c--, ts++) {
 			tb.put(1, corner_lat(r) + (c / kSide + 0.5) / kCellsPerDegree, 20.0 + (c % kSide + 0.5) / kCellsPerDegree, ts);
+			if (c == kSide * kSide - 1)
+				at.store(2 * r); // in square r
+		}
 	}
 	stop = true;
 	by_box.join();
