@@ -729,7 +729,14 @@ TEST(GridIndex, ADriverMovingIntoNewCellsIsAlwaysFoundOnce) {
 	std::thread by_box(reader, true), by_distance(reader, false);
 	int64_t ts = 2;
 	auto t0 = std::chrono::steady_clock::now();
-	for (int r = 0; std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000); r++) {
+	// A second at least; on a loaded machine, where a preempted reader's
+	// searches often straddle two squares, on until 500 were checked (10 s
+	// at most).
+	auto more = [&] {
+		auto t = std::chrono::steady_clock::now() - t0;
+		return t < std::chrono::seconds(1) || (checked.load() < 500 && t < std::chrono::seconds(10));
+	};
+	for (int r = 0; more(); r++) {
 		if (r > 0)
 			at.store(2 * r - 1); // leaving square r - 1
 		// Against the readers' order (rows north, cells east), so that it comes
