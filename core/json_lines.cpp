@@ -90,7 +90,13 @@ struct Handler : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Handler> {
 			have_ts = true;
 			break;
 		case kSpeed: set_u16(f.speed_cms, v, 100, 65534); break;
-		case kHeading: set_u16(f.heading_cd, v, 100, 35999); break;
+		case kHeading:
+			// [359.995, 360) rounds to 36000 centidegrees: that is north again.
+			if (v >= 0 && v < 360 && std::nearbyint(v * 100) == 36000)
+				f.heading_cd = 0;
+			else
+				set_u16(f.heading_cd, v, 100, 35999);
+			break;
 		case kAccuracy: set_u16(f.accuracy_dm, v, 10, 65534); break;
 		case kStatus: malformed(); break;
 		case kNone: break;

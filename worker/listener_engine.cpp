@@ -372,7 +372,10 @@ void ListenerEngine::handle_datagram(const uint8_t *p, size_t n, bool lo, int64_
 			if (len > 0) {
 				bump(c_.received_messages);
 				Fix f;
-				Reject r = judge_json_line(reinterpret_cast<const char *>(p + off), len, lo, cfg_.policy, now, f);
+				// The same line limit as over TCP, so a line means the same on both.
+				Reject r = len > kMaxLine ? Reject::Malformed
+				                          : judge_json_line(reinterpret_cast<const char *>(p + off), len, lo,
+				                                            cfg_.policy, now, f);
 				if (r != Reject::None)
 					count_reject(r);
 				else if (ring_.free_slots() == 0)

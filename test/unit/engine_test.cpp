@@ -923,6 +923,23 @@ TEST_F(EngineTest, TcpJsonOverLongLineSkippedConnectionStays) {
 	EXPECT_EQ(read_n(fd, 5).data, "ok 3\n");
 }
 
+TEST_F(EngineTest, UdpJsonOverLongLineRejectedOthersKept) {
+	start();
+	// Over TCP a line is limited to 16,383 bytes; a datagram holds up to 64 KB,
+	// so the same limit is applied there, line by line.
+	std::string too_long = "{\"driver_id\":711,\"x\":\"" + std::string(16400, 'x') + "\",\"lat\":1,\"lon\":2}";
+	std::string just = "{\"driver_id\":712,\"x\":\"" + std::string(16000, 'y') + "\",\"lat\":1,\"lon\":2}";
+	ASSERT_LE(just.size(), 16383u);
+	udp_send(json_line(710, 1, 2) + "\n" + too_long + "\n" + just + "\n");
+	ASSERT_TRUE(pump_until([&] { return ctr.received_messages == 3; }));
+	EXPECT_EQ(ctr.rejected_malformed, 1u);
+	EXPECT_EQ(ctr.accepted_records, 2u);
+	LiveView v;
+	EXPECT_TRUE(live.get(710, v));
+	EXPECT_FALSE(live.get(711, v));
+	EXPECT_TRUE(live.get(712, v));
+}
+
 TEST_F(EngineTest, TcpJsonLineSplitAcrossWrites) {
 	start();
 	int fd = tcp_connect();

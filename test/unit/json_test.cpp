@@ -262,6 +262,13 @@ TEST(JsonLine, UnitConversions) {
 	EXPECT_EQ(f.speed_cms, 1234);
 	EXPECT_EQ(f.heading_cd, 35999);
 	EXPECT_EQ(f.accuracy_dm, 5);
+	// Just below 360 rounds to 36000 centidegrees, which is north: 0.
+	ASSERT_EQ(parse(line(R"(,"heading":359.996)"), f), Reject::None);
+	EXPECT_EQ(f.heading_cd, 0);
+	ASSERT_EQ(parse(line(R"(,"heading":359.99999)"), f), Reject::None);
+	EXPECT_EQ(f.heading_cd, 0);
+	ASSERT_EQ(parse(line(R"(,"heading":359.994)"), f), Reject::None);
+	EXPECT_EQ(f.heading_cd, 35999);
 	ASSERT_EQ(parse(line(R"(,"speed":655.34,"accuracy":6553.4)"), f), Reject::None);
 	EXPECT_EQ(f.speed_cms, 65534);
 	EXPECT_EQ(f.accuracy_dm, 65534);
