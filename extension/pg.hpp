@@ -51,12 +51,19 @@ template <typename F> auto pg_call(F &&fn) -> decltype(fn()) {
 	char msg[512];
 	// No return inside PG_TRY: it would leave PG_exception_stack dangling.
 	std::conditional_t<std::is_void_v<R>, int, R> result{};
+	// A C++ exception must not leave PG_TRY by unwinding (PG_exception_stack
+	// would point at a dead frame): it is caught here and rethrown after.
+	std::exception_ptr cxx;
 	PG_TRY();
 	{
-		if constexpr (std::is_void_v<R>)
-			fn();
-		else
-			result = fn();
+		try {
+			if constexpr (std::is_void_v<R>)
+				fn();
+			else
+				result = fn();
+		} catch (...) {
+			cxx = std::current_exception();
+		}
 	}
 	PG_CATCH();
 	{
@@ -69,6 +76,8 @@ template <typename F> auto pg_call(F &&fn) -> decltype(fn()) {
 		failed = true;
 	}
 	PG_END_TRY();
+	if (cxx)
+		std::rethrow_exception(cxx);
 	if (failed)
 		throw PgError(code, msg);
 	if constexpr (!std::is_void_v<R>)

@@ -1,10 +1,10 @@
 // C++ headers before the Postgres ones (history.hpp brings those in).
 #include <algorithm>
 
-#include "history.hpp"
-
 #include "../core/clock.hpp"
 #include "../core/gserialized.hpp"
+
+#include "history.hpp"
 
 extern "C" {
 #include "access/heapam.h"

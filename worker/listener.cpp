@@ -8,8 +8,11 @@
 //
 // The engine is C++ and may throw; every call into it is wrapped so an
 // exception ends the process with FATAL (the postmaster restarts it and the
-// shared state survives). Postgres errors here are FATAL too: there is no
-// error-recovery loop, so no longjmp crosses the engine's frames.
+// shared state survives). A Postgres ERROR here has no recovery loop to land
+// in: it longjmps to StartBackgroundWorker, which exits, and the postmaster
+// restarts us. That jump crosses this file's frames, so none of them may hold
+// an object with a destructor while calling Postgres (the engine is a raw
+// pointer; the engine_call lambdas call no Postgres code).
 #include <cmath>
 #include <cstring>
 #include <sched.h>
@@ -122,6 +125,7 @@ static void set_state(uint32 s) {
 // Loads each driver's newest committed fix and status. Runs before any new
 // input is applied, so history and live agree from the first new fix on.
 static void rebuild_live(void) {
+	MemoryContext caller = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -133,10 +137,15 @@ static void rebuild_live(void) {
 	    "FROM livetrack._rebuild_source()",
 	    0, NULL, NULL, NULL, true, 0);
 	uint64 loaded = 0;
+	// What the rows allocate (status strings, detoasted points) goes here and
+	// is freed every batch: the registry may hold many more drivers than
+	// max_drivers.
+	MemoryContext batch = AllocSetContextCreate(CurrentMemoryContext, "livetrack rebuild", ALLOCSET_DEFAULT_SIZES);
 	for (;;) {
 		SPI_cursor_fetch(portal, true, 10000);
 		if (SPI_processed == 0)
 			break;
+		MemoryContext spi = MemoryContextSwitchTo(batch);
 		TupleDesc desc = SPI_tuptable->tupdesc;
 		for (uint64 r = 0; r < SPI_processed; r++) {
 			HeapTuple tup = SPI_tuptable->vals[r];
@@ -167,12 +176,15 @@ static void rebuild_live(void) {
 			lt_live.apply(f, received, &st, &reg);
 			loaded++;
 		}
+		MemoryContextSwitchTo(spi);
+		MemoryContextReset(batch);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	ereport(LOG, (errmsg("livetrack listener: live state rebuilt with %llu drivers", (unsigned long long)loaded)));
 }

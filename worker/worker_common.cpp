@@ -34,10 +34,14 @@ bool lt_worker_sleep(long ms) {
 }
 
 Oid lt_extension_oid(void) {
+	// Commit leaves TopMemoryContext current; give the caller its own back,
+	// so a loop's per-iteration context keeps covering what it allocates.
+	MemoryContext caller = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	Oid oid = get_extension_oid("livetrack", true);
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return oid;
 }
