@@ -7,9 +7,15 @@
 namespace lt {
 namespace {
 
-// Unsigned input is trusted from loopback only, unless auth is off.
+// Unsigned input is trusted from loopback only, unless auth is off; never
+// when signatures are required.
 bool unsigned_allowed(bool peer_loopback, const Policy &p) {
-	return p.auth == AuthMode::Off || peer_loopback;
+	switch (p.auth) {
+	case AuthMode::Off: return true;
+	case AuthMode::LoopbackTrust: return peer_loopback;
+	case AuthMode::Required: return false;
+	}
+	return false;
 }
 
 } // namespace

@@ -11,7 +11,10 @@
 
 namespace lt {
 
-enum class AuthMode : uint8_t { LoopbackTrust = 0, Off = 1 };
+// Required takes only signed binary messages; with no signing keys built yet
+// that is nothing at all, which is what a server told to require signatures
+// should do rather than fall back to trusting loopback.
+enum class AuthMode : uint8_t { LoopbackTrust = 0, Off = 1, Required = 2 };
 
 struct Policy {
 	AuthMode auth;

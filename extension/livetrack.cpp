@@ -40,6 +40,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook;
 static const struct config_enum_entry auth_options[] = {
     {"loopback_trust", int(lt::AuthMode::LoopbackTrust), false},
     {"off", int(lt::AuthMode::Off), false},
+    {"required", int(lt::AuthMode::Required), false},
     {NULL, 0, false},
 };
 
@@ -125,7 +126,8 @@ static void define_settings(void) {
 	DefineCustomIntVariable("livetrack.port", "UDP and TCP port for devices.", NULL, &lt_port, 5480, 1, 65535,
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("livetrack.auth", "Which device input is accepted.",
-	                         "loopback_trust: unsigned input only from loopback; off: everything.", &lt_auth,
+	                         "loopback_trust: unsigned input only from loopback; off: everything; "
+	                         "required: only signed messages (none until signing keys exist).", &lt_auth,
 	                         int(lt::AuthMode::LoopbackTrust), auth_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.max_drivers", "Capacity of the live state (drivers).", NULL,
 	                        &lt_max_drivers, 200000, 16, 100000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);

@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 	(void)udp_accepts;
 	if (size < frame_len)
 		return 0;
-	for (int pi = 0; pi < 2; pi++)
+	for (int pi = 0; pi < fuzz::kPolicies; pi++)
 		for (bool lo : {false, true})
 			fuzz::check_message(data, h, lo, fuzz::policy(pi));
 	return 0;

@@ -130,5 +130,20 @@ wait_flushed($node);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM livetrack.live WHERE driver_id = 600'), '1',
 	'with livetrack.auth = off a signed message is accepted');
 
+# --- auth = required: only signed messages, and with no keys yet that is none ------
+$node->safe_psql('postgres', "ALTER SYSTEM SET livetrack.auth = 'required'; SELECT pg_reload_conf()");
+$node->poll_query_until('postgres', "SELECT current_setting('livetrack.auth') = 'required'");
+sleep 1;
+$before = stats($node);
+udp_send($port, frame({}, record(driver_id => 610, ts => now_ms())));
+udp_send($port, frame({ flags => 1, key_id => 9, seq => 3 }, record(driver_id => 611, ts => now_ms())));
+udp_send($port, json_line(driver_id => 612, lat => 1, lon => 2));
+$node->poll_query_until('postgres', "SELECT value - $before->{rejected_auth} >= 3 FROM livetrack.stats WHERE metric = 'rejected_auth'");
+wait_flushed($node);
+is(stats($node)->{rejected_auth} - $before->{rejected_auth}, 3,
+	'with livetrack.auth = required, unsigned, signed (no keys) and JSON input from loopback are refused');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM livetrack.live WHERE driver_id BETWEEN 610 AND 612'), '0',
+	'and none of it reaches the live state');
+
 $node->stop;
 done_testing();

@@ -18,6 +18,7 @@ namespace {
 constexpr int64_t kNow = 1763700000123LL;
 const Policy kTrust{AuthMode::LoopbackTrust, {30000, 600000}};
 const Policy kOff{AuthMode::Off, {30000, 600000}};
+const Policy kRequired{AuthMode::Required, {30000, 600000}};
 
 MessageVerdict judge(const std::vector<uint8_t> &frame, bool loopback, const Policy &p) {
 	wire::Header h;
@@ -107,6 +108,19 @@ TEST(JudgeMessage, SignedRejectedUnlessAuthOff) {
 	}
 }
 
+TEST(JudgeMessage, RequiredRefusesUnsignedEvenFromLoopbackAndSignedWithoutKeys) {
+	for (bool lo : {false, true}) {
+		auto v = judge(make_frame(good_fixes(2)), lo, kRequired);
+		EXPECT_EQ(v.message, Reject::Auth) << lo;
+		EXPECT_EQ(v.accepted, 0) << lo;
+		EXPECT_EQ(v.record[1], Reject::Auth) << lo;
+		EXPECT_EQ(v.ack_status(), wire::kAckRejected) << lo;
+		v = judge(make_frame(good_fixes(2), wire::kFlagSigned, 0, 7, 1), lo, kRequired);
+		EXPECT_EQ(v.message, Reject::Auth) << lo;
+		EXPECT_EQ(v.accepted, 0) << lo;
+	}
+}
+
 TEST(JudgeMessage, HeaderReservedMakesWholeMessageMalformed) {
 	for (uint16_t reserved : {uint16_t(1), uint16_t(0x8000), uint16_t(0xFFFF)}) {
 		for (const Policy *p : {&kTrust, &kOff}) {
@@ -188,6 +202,8 @@ TEST(JudgeJsonLine, AuthRule) {
 	EXPECT_EQ(judge_line(kLine, false, kTrust), Reject::Auth);
 	EXPECT_EQ(judge_line(kLine, false, kOff), Reject::None);
 	EXPECT_EQ(judge_line(kLine, true, kOff), Reject::None);
+	EXPECT_EQ(judge_line(kLine, true, kRequired), Reject::Auth);
+	EXPECT_EQ(judge_line(kLine, false, kRequired), Reject::Auth);
 	// Auth is decided before the content is looked at.
 	EXPECT_EQ(judge_line("garbage", false, kTrust), Reject::Auth);
 	EXPECT_EQ(judge_line("garbage", true, kTrust), Reject::Malformed);
