@@ -15,7 +15,7 @@ use Test::More;
 use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_send tcp_connect read_acks read_line
-  stat_value stats wait_flushed worker_pid wait_serving flusher_of);
+  closed_by_peer stat_value stats wait_flushed worker_pid wait_serving flusher_of);
 
 $SIG{PIPE} = 'IGNORE';    # a closed device socket is an error to report, not a reason to die
 
@@ -141,6 +141,21 @@ sub read_line {
 		return undef if !$got;
 	}
 	return $line;
+}
+
+# True once the server has closed the connection (EOF or reset) within
+# $timeout seconds; false if it is still open then. Data that arrives first
+# is read and ignored.
+sub closed_by_peer {
+	my ($sock, $timeout) = @_;
+	my $sel = IO::Select->new($sock);
+	my $deadline = time() + $timeout;
+	while ((my $left = $deadline - time()) > 0) {
+		next unless $sel->can_read($left);
+		my $got = sysread($sock, my $buf, 4096);
+		return 1 if !$got;    # 0: EOF; undef: an error such as ECONNRESET
+	}
+	return 0;
 }
 
 sub stat_value {

@@ -46,7 +46,7 @@ print $tcp frame({}, record(driver_id => 220, ts => $t));
 print $tcp "GARBAGE" x 4;
 @acks = read_acks($tcp, 2, 10);
 is_deeply(\@acks, [ [ 0, 4, 1 ] ], 'the message before the bad frame is acknowledged, the bad frame is not');
-ok(!defined read_line($tcp, 5), 'the server closed the connection');
+ok(closed_by_peer($tcp, 5), 'the server closed the connection');
 close $tcp;
 
 # --- JSON lines ----------------------------------------------------------------
