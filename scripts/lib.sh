@@ -94,8 +94,10 @@ lt_build_tools() {
 lt_cluster_init() {
 	local dir=$1 port=$2 lport=$3 db=$4
 	shift 4
-	as_pg rm -rf "$dir/data"
 	lt_owned_dir "$dir"
+	as_pg test -w "$dir" ||
+		die "the cluster owner ($(lt_pg_user)) cannot write $dir: clone the repository where it can reach (not under /root, which is mode 700)"
+	as_pg rm -rf "$dir/data"
 	as_pg initdb -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
 	{
 		echo "# livetrack: local cluster made by scripts/lib.sh"
