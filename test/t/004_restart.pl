@@ -1,5 +1,6 @@
 # After a server restart the live state is rebuilt from history before any
-# new fix is applied: same drivers, positions, times and statuses.
+# new fix is applied: same drivers, positions, times and statuses, and fixes
+# sent while it restarts are judged against the rebuilt state.
 use strict;
 use warnings;
 use LivetrackTest;
@@ -43,5 +44,19 @@ my $late_before = stat_value($node, 'late_records');
 udp_send($port, frame({}, record(driver_id => 7, ts => $t - 20000, lat => 50, lon => 50)));
 wait_flushed($node);
 is(stat_value($node, 'late_records') - $late_before, 1, 'a fix older than the rebuilt one is late');
+
+# Fixes that come in while the listener is still starting (ingest() right
+# after the server accepts connections, usually before the rebuild is done)
+# are applied after the rebuild: the newer one moves its driver, the older one
+# does not undo history.
+$node->restart;
+$node->safe_psql('postgres', sprintf(
+	"SELECT livetrack.ingest(8, 60, 60, to_timestamp(%.3f)), livetrack.ingest(9, 61, 61, to_timestamp(%.3f))",
+	($t - 1000) / 1000, ($t - 8000) / 1000));
+wait_flushed($node);
+is($node->safe_psql('postgres', 'SELECT lat, lon FROM livetrack.live WHERE driver_id = 8'), '60|60',
+	'a fix newer than history, sent during the restart, wins');
+is($node->safe_psql('postgres', 'SELECT lat, lon FROM livetrack.live WHERE driver_id = 9'), '11.009|19.991',
+	'one older than history, sent during the restart, does not move the driver');
 $node->stop;
 done_testing();
