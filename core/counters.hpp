@@ -12,7 +12,7 @@ namespace lt {
 	X(received_messages)   /* binary messages, JSON lines and ingest() calls */               \
 	X(accepted_records)    /* validated and put on the ring */                                 \
 	X(rejected_malformed)  /* undecodable datagrams, frames or lines; reserved bits set */     \
-	X(rejected_auth)       /* unsigned from a non-loopback peer, or signed (no keys yet) */    \
+	X(rejected_auth)       /* unsigned where livetrack.auth forbids it, or signed (no keys) */ \
 	X(rejected_replay)     /* anti-replay window (needs signing keys: always 0 for now) */     \
 	X(rejected_range)      /* field out of range */                                            \
 	X(rejected_clock)      /* ts outside [now - max_late, now + max_future] */                \
