@@ -31,6 +31,10 @@ namespace lt {
 	X(flush_errors)                                                                             \
 	X(partitions_created)                                                                       \
 	X(partitions_dropped)                                                                       \
+	/* ingest() calls refused with an error: any backend, bumped with fetch_add */               \
+	X(ingest_rejected_malformed) /* driver_id, lat or lon NULL */                               \
+	X(ingest_rejected_range)     /* an argument out of range, or an unknown status */           \
+	X(ingest_rejected_clock)     /* ts outside the accepted window */                           \
 	/* orders (not implemented yet) */                                                          \
 	X(notifications)
 

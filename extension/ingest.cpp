@@ -18,7 +18,12 @@ extern "C" {
 
 namespace {
 
+// A refused call is counted by reason, as the listener counts refused
+// records, before the error is raised.
+void count_reject(uint64 &counter) { lt::fetch_add_relaxed(counter, uint64(1)); }
+
 void out_of_range(const char *what, const char *range) {
+	count_reject(lt_ctl->counters.ingest_rejected_range);
 	ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("%s is out of range", what),
 	                errdetail("Valid values are %s.", range)));
 }
@@ -63,8 +68,10 @@ void check_database(void) {
 LT_FUNCTION(livetrack_ingest) {
 	lt_require_shared();
 	check_database();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2)) {
+		count_reject(lt_ctl->counters.ingest_rejected_malformed);
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("driver_id, lat and lon must not be null")));
+	}
 	int64 driver_id = PG_GETARG_INT64(0);
 	double lat = PG_GETARG_FLOAT8(1), lon = PG_GETARG_FLOAT8(2);
 	if (driver_id <= 0)
@@ -88,15 +95,19 @@ LT_FUNCTION(livetrack_ingest) {
 	if (!PG_ARGISNULL(7)) {
 		text *t = PG_GETARG_TEXT_PP(7);
 		f.status = lt::status_from_name(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		if (f.status == lt::kStatusNoChange)
+		if (f.status == lt::kStatusNoChange) {
+			count_reject(lt_ctl->counters.ingest_rejected_range);
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid status \"%s\"", text_to_cstring(t)),
 			                errhint("Use offline, available or busy.")));
+		}
 	}
-	if (lt::validate_fix(f, now / 1000, lt::ClockLimits{lt_max_future_ms, lt_max_late_ms}) == lt::Reject::Clock)
+	if (lt::validate_fix(f, now / 1000, lt::ClockLimits{lt_max_future_ms, lt_max_late_ms}) == lt::Reject::Clock) {
+		count_reject(lt_ctl->counters.ingest_rejected_clock);
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("ts is outside the accepted window"),
 		                errdetail("Fixes may be at most livetrack.max_future (%d ms) ahead of the server clock and "
 		                          "livetrack.max_late (%d ms) behind it.",
 		                          lt_max_future_ms, lt_max_late_ms)));
+	}
 
 	lt::Ping p{};
 	p.fix = f;

@@ -6,6 +6,24 @@ FROM unnest(ARRAY['received_messages', 'accepted_records', 'rejected_malformed',
                   'live_drivers']) m
 WHERE m NOT IN (SELECT metric FROM livetrack.stats);
 
+-- ingest() calls refused with an error are counted by reason.
+SELECT max(value) FILTER (WHERE metric = 'ingest_rejected_malformed') AS malformed0,
+       max(value) FILTER (WHERE metric = 'ingest_rejected_range') AS range0,
+       max(value) FILTER (WHERE metric = 'ingest_rejected_clock') AS clock0
+FROM livetrack.stats \gset
+DO $$
+BEGIN
+    BEGIN PERFORM livetrack.ingest(NULL, 1, 1); EXCEPTION WHEN null_value_not_allowed THEN END;
+    BEGIN PERFORM livetrack.ingest(1, 95, 1); EXCEPTION WHEN numeric_value_out_of_range THEN END;
+    BEGIN PERFORM livetrack.ingest(1, 1, 1, now(), -1); EXCEPTION WHEN numeric_value_out_of_range THEN END;
+    BEGIN PERFORM livetrack.ingest(1, 1, 1, now(), NULL, NULL, NULL, 'parked'); EXCEPTION WHEN invalid_parameter_value THEN END;
+    BEGIN PERFORM livetrack.ingest(1, 1, 1, now() - interval '1 hour'); EXCEPTION WHEN invalid_parameter_value THEN END;
+END $$;
+SELECT max(value) FILTER (WHERE metric = 'ingest_rejected_malformed') - :malformed0 AS malformed_delta,
+       max(value) FILTER (WHERE metric = 'ingest_rejected_range') - :range0 AS range_delta,
+       max(value) FILTER (WHERE metric = 'ingest_rejected_clock') - :clock0 AS clock_delta
+FROM livetrack.stats;
+
 -- Counters move with traffic: what was accepted was flushed, batch by batch.
 SELECT max(value) FILTER (WHERE metric = 'accepted_records') AS accepted,
        max(value) FILTER (WHERE metric = 'flushed_records') AS flushed
