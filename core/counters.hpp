@@ -35,7 +35,7 @@ namespace lt {
 	X(ingest_rejected_malformed) /* driver_id, lat or lon NULL */                               \
 	X(ingest_rejected_range)     /* an argument out of range, or an unknown status */           \
 	X(ingest_rejected_clock)     /* ts outside the accepted window */                           \
-	/* orders (not implemented yet) */                                                          \
+	/* NOTIFYs committed (order pushes); any backend and the flushers, fetch_add */             \
 	X(notifications)
 
 struct Counters {

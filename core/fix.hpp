@@ -40,6 +40,7 @@ static_assert(sizeof(Ping) == 48, "keep ring slots compact");
 enum : uint8_t {
 	kPingLate = 1,     // not newer than the live position: history only
 	kPingRegister = 2, // first sight of the driver, or a status change: persist status
+	kPingStatusOnly = 4, // a status change from an order (no fix): live status and livetrack.drivers only
 };
 
 // Why something was rejected. The names match the livetrack.stats metrics.

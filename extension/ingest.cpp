@@ -12,7 +12,6 @@
 extern "C" {
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "commands/dbcommands.h"
 #include "utils/datetime.h"
 }
 
@@ -56,18 +55,10 @@ template <typename Cond> bool wait_on(ConditionVariable *cv, TimestampTz deadlin
 	return ok;
 }
 
-void check_database(void) {
-	if (strcmp(get_database_name(MyDatabaseId), lt_database) != 0)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-		                errmsg("livetrack serves database \"%s\", not this one", lt_database),
-		                errhint("Set livetrack.database in postgresql.conf and restart the server.")));
-}
-
 } // namespace
 
 LT_FUNCTION(livetrack_ingest) {
-	lt_require_shared();
-	check_database();
+	lt_require_database();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2)) {
 		count_reject(lt_ctl->counters.ingest_rejected_malformed);
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("driver_id, lat and lon must not be null")));
@@ -125,8 +116,7 @@ LT_FUNCTION(livetrack_ingest) {
 }
 
 LT_FUNCTION(livetrack_wait_flushed) {
-	lt_require_shared();
-	check_database();
+	lt_require_database();
 	int64 timeout_ms = PG_ARGISNULL(0) ? 10000 : std::max<int64>(0, lt_interval_ms(PG_GETARG_INTERVAL_P(0)));
 	TimestampTz deadline = GetCurrentTimestamp() + timeout_ms * 1000;
 	LtControl *ctl = lt_ctl;

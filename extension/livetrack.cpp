@@ -3,6 +3,7 @@
 #include "spatial_sql.hpp"
 
 extern "C" {
+#include "commands/dbcommands.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -33,6 +34,9 @@ int lt_history_retention_min;
 int lt_max_connections;
 int lt_tcp_idle_timeout_s;
 int lt_flushers;
+int lt_notify_interval_ms;
+double lt_near_radius_m;
+double lt_assign_radius_m;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -105,6 +109,14 @@ void lt_require_shared(void) {
 		                errhint("Add livetrack to shared_preload_libraries and restart the server.")));
 }
 
+void lt_require_database(void) {
+	lt_require_shared();
+	if (strcmp(get_database_name(MyDatabaseId), lt_database) != 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("livetrack serves database \"%s\", not this one", lt_database),
+		                errhint("Set livetrack.database in postgresql.conf and restart the server.")));
+}
+
 Latch *lt_latch_of(int32 procno) {
 	if (procno < 0)
 		return NULL;
@@ -152,6 +164,14 @@ static void define_settings(void) {
 	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
 	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.notify_interval", "Shortest time between position messages of an order.",
+	                        NULL, &lt_notify_interval_ms, 1000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomRealVariable("livetrack.near_radius",
+	                         "Distance to an order's target, in metres, that sends its near message.", NULL,
+	                         &lt_near_radius_m, 300, 0, 1e7, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("livetrack.assign_radius",
+	                         "How far from the pickup, in metres, assign_order() looks for a driver.", NULL,
+	                         &lt_assign_radius_m, 5000, 0, 2e7, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("livetrack.enable_nearest_scan",
 	                         "Lets the planner run nearest_drivers() calls as livetrack's own scan node.",
 	                         "Off: every call runs as a function scan, with the same results.",
@@ -182,6 +202,7 @@ void _PG_init(void) {
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lt_shmem_startup;
 	lt_nearest_scan_init();
+	lt_orders_init();
 	register_worker("livetrack listener", "livetrack_listener_main");
 	for (int i = 0; i < lt_flushers; i++) {
 		char name[BGW_MAXLEN];

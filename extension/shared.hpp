@@ -55,6 +55,9 @@ struct LtControl {
 	uint64 last_flush_max_latency_us;
 	uint64 last_flush_duration_us;
 	uint64 tcp_connections; // open device connections (listener)
+	// Bumped when a transaction that changed an open order commits; a
+	// flusher that sees it move reloads the orders it follows.
+	uint64 orders_gen;
 
 	uint64 ring_offset; // from the start of this struct
 	uint64 ingest_offset;
@@ -86,13 +89,23 @@ extern int lt_history_retention_min;
 extern int lt_max_connections;
 extern int lt_tcp_idle_timeout_s;
 extern int lt_flushers;
+extern int lt_notify_interval_ms;
+extern double lt_near_radius_m;
+extern double lt_assign_radius_m;
 
 constexpr uint64 kIngestQueueSize = 65536;
 
 // Errors out unless livetrack was preloaded (so the workers and memory exist).
 void lt_require_shared(void);
+// ... and that this is the database the workers serve.
+void lt_require_database(void);
 Latch *lt_latch_of(int32 procno);
 void lt_wake_flushers(void);
+
+// Orders (extension/orders.cpp). lt_notify() is NOTIFY, counted in
+// livetrack.stats when the transaction commits.
+void lt_orders_init(void);
+void lt_notify(const char *channel, const char *payload);
 
 // Unix epoch microseconds <-> TimestampTz.
 constexpr int64 kUnixToPgEpochUs = int64(946684800) * 1000000;

@@ -196,3 +196,344 @@ CREATE VIEW livetrack.stats AS SELECT metric, value FROM livetrack._stats();
 CREATE FUNCTION livetrack.reset_stats() RETURNS void
 AS 'MODULE_PATHNAME', 'livetrack_reset_stats' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE EXECUTE ON FUNCTION livetrack.reset_stats() FROM PUBLIC;
+
+-- Orders and their events ----------------------------------------------------
+
+-- created -> assigned -> picked_up -> delivered; cancelled from any open state.
+CREATE TABLE livetrack.orders (
+    order_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    status       text NOT NULL DEFAULT 'created'
+                 CHECK (status IN ('created', 'assigned', 'picked_up', 'delivered', 'cancelled')),
+    driver_id    bigint,
+    pickup       geography(Point, 4326) NOT NULL,
+    dropoff      geography(Point, 4326) NOT NULL,
+    meta         jsonb NOT NULL DEFAULT '{}',
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    assigned_at  timestamptz,
+    picked_up_at timestamptz,
+    delivered_at timestamptz,
+    cancelled_at timestamptz,
+    CHECK (CASE status WHEN 'created' THEN driver_id IS NULL
+                       WHEN 'assigned' THEN driver_id IS NOT NULL
+                       WHEN 'picked_up' THEN driver_id IS NOT NULL
+                       ELSE true END)
+);
+-- A driver carries at most one open order. This index is what keeps two
+-- concurrent assign_order() calls from taking the same driver: the second
+-- waits for the first to commit, then fails and tries its next candidate.
+CREATE UNIQUE INDEX orders_open_driver ON livetrack.orders (driver_id) WHERE status IN ('assigned', 'picked_up');
+
+-- Every status and near message, committed with the change that caused it.
+-- event_id comes from livetrack._event_clock, whose row lock is held until
+-- commit, so ids are handed out in commit order: a consumer that has read up
+-- to N never finds a smaller id appearing later.
+CREATE TABLE livetrack.events (
+    event_id   bigint PRIMARY KEY,
+    order_id   bigint NOT NULL,
+    driver_id  bigint,
+    type       text NOT NULL CHECK (type IN ('status', 'near')),
+    payload    jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX events_order ON livetrack.events (order_id, event_id);
+
+CREATE TABLE livetrack._event_clock (last bigint NOT NULL);
+INSERT INTO livetrack._event_clock VALUES (0);
+
+-- The next event id, holding the clock until commit. Without wait (the
+-- flusher, which must never queue behind a user's open transaction) it
+-- returns NULL when another transaction holds the clock.
+CREATE FUNCTION livetrack._next_event_id(wait boolean) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF NOT wait THEN
+        PERFORM 1 FROM livetrack._event_clock FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    UPDATE livetrack._event_clock SET last = last + 1 RETURNING last INTO id;
+    RETURN id;
+END $$;
+
+-- NOTIFY, counted in livetrack.stats (notifications) when the transaction commits.
+CREATE FUNCTION livetrack._notify(channel text, payload text) RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_notify' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Sets a driver's live status when the calling transaction commits.
+CREATE FUNCTION livetrack._set_driver_status(driver_id bigint, status text) RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_set_driver_status' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Tells the flushers, when the calling transaction commits, that an open
+-- order changed (driver or target), so they reload the orders they follow.
+CREATE FUNCTION livetrack._order_changed() RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_order_changed' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A crude ETA: straight-line distance at the driver's reported speed, but no
+-- slower than 3 m/s, so a driver waiting at a light still has one. The
+-- flusher's position messages use the same rule (core/push.hpp).
+CREATE FUNCTION livetrack._eta_s(distance_m float8, speed_mps real) RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN distance_m / greatest(coalesce(speed_mps, 0), 3.0);
+
+CREATE FUNCTION livetrack._utc(ts timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+
+-- The order, its driver's live position (while the order is open) and the
+-- distance to the current target.
+CREATE FUNCTION livetrack._track(id bigint)
+RETURNS TABLE (order_id bigint, status text, driver_id bigint, driver_lat float8, driver_lon float8,
+               driver_ts timestamptz, target text, distance_m float8, eta_s float8, driver_speed real)
+LANGUAGE sql VOLATILE BEGIN ATOMIC
+    SELECT o.order_id, o.status, o.driver_id, p.lat, p.lon, p.ts, t.target,
+           ST_Distance(p.geog, CASE t.target WHEN 'pickup' THEN o.pickup WHEN 'dropoff' THEN o.dropoff END),
+           livetrack._eta_s(ST_Distance(p.geog, CASE t.target WHEN 'pickup' THEN o.pickup
+                                                              WHEN 'dropoff' THEN o.dropoff END), p.speed_mps),
+           p.speed_mps
+    FROM livetrack.orders o
+    CROSS JOIN LATERAL (SELECT CASE o.status WHEN 'assigned' THEN 'pickup' WHEN 'picked_up' THEN 'dropoff' END
+                        AS target) t
+    LEFT JOIN LATERAL (SELECT l.lat, l.lon, l.ts, l.geog, l.speed_mps FROM livetrack.driver_position(o.driver_id) l
+                       WHERE t.target IS NOT NULL) p ON true
+    WHERE o.order_id = id;
+END;
+
+CREATE FUNCTION livetrack._require_order(id bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM livetrack.orders o WHERE o.order_id = id) THEN
+        RAISE EXCEPTION 'order % does not exist', id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN id;
+END $$;
+
+CREATE FUNCTION livetrack.track_order(order_id bigint)
+RETURNS TABLE (order_id bigint, status text, driver_id bigint, driver_lat float8, driver_lon float8,
+               driver_ts timestamptz, target text, distance_m float8, eta_s float8)
+LANGUAGE sql VOLATILE BEGIN ATOMIC
+    SELECT t.order_id, t.status, t.driver_id, t.driver_lat, t.driver_lon, t.driver_ts, t.target, t.distance_m,
+           t.eta_s
+    FROM livetrack._track(livetrack._require_order(track_order.order_id)) t;
+END;
+
+-- Records a status event of an order that has just changed (same
+-- transaction) and rings both channels.
+CREATE FUNCTION livetrack._status_event(id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    t record;
+    ev bigint := livetrack._next_event_id(true);
+    payload jsonb;
+BEGIN
+    SELECT * INTO STRICT t FROM livetrack._track(id);
+    payload := jsonb_build_object('type', 'status', 'event_id', ev, 'order_id', id, 'driver_id', t.driver_id,
+                                  'status', t.status, 'lat', t.driver_lat, 'lon', t.driver_lon,
+                                  'ts', livetrack._utc(coalesce(t.driver_ts, now())),
+                                  'distance_m', t.distance_m, 'eta_s', t.eta_s, 'target', t.target);
+    INSERT INTO livetrack.events (event_id, order_id, driver_id, type, payload)
+    VALUES (ev, id, t.driver_id, 'status', payload);
+    PERFORM livetrack._notify('livetrack_order_' || id, payload::text);
+    PERFORM livetrack._notify('livetrack_events', payload::text);
+    PERFORM livetrack._order_changed();
+END $$;
+
+-- Called by the flusher, in the transaction that commits the fix: the
+-- driver has come within livetrack.near_radius of the order's target. NULL
+-- when the event clock is busy (the next fix tries again) or the order has
+-- moved on meanwhile.
+CREATE FUNCTION livetrack._near_event(id bigint, driver bigint, target text, lat float8, lon float8,
+                                      ts timestamptz, distance_m float8, eta_s float8)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    st text;
+    ev bigint;
+    payload jsonb;
+BEGIN
+    SELECT o.status INTO st FROM livetrack.orders o WHERE o.order_id = id AND o.driver_id = driver;
+    IF st IS DISTINCT FROM CASE target WHEN 'pickup' THEN 'assigned' ELSE 'picked_up' END THEN
+        RETURN NULL;
+    END IF;
+    ev := livetrack._next_event_id(false);
+    IF ev IS NULL THEN
+        RETURN NULL;
+    END IF;
+    payload := jsonb_build_object('type', 'near', 'event_id', ev, 'order_id', id, 'driver_id', driver,
+                                  'status', st, 'lat', lat, 'lon', lon, 'ts', livetrack._utc(ts),
+                                  'distance_m', distance_m, 'eta_s', eta_s, 'target', target);
+    INSERT INTO livetrack.events (event_id, order_id, driver_id, type, payload)
+    VALUES (ev, id, driver, 'near', payload);
+    PERFORM livetrack._notify('livetrack_order_' || id, payload::text);
+    PERFORM livetrack._notify('livetrack_events', payload::text);
+    RETURN ev;
+END $$;
+
+-- What the flushers follow: open orders, their targets, and whether the near
+-- message for the current target has gone out.
+CREATE FUNCTION livetrack._open_orders()
+RETURNS TABLE (order_id bigint, driver_id bigint, target text, lat float8, lon float8, near_sent boolean)
+LANGUAGE sql STABLE BEGIN ATOMIC
+    SELECT o.order_id, o.driver_id, t.target, ST_Y(t.g::geometry), ST_X(t.g::geometry),
+           EXISTS (SELECT 1 FROM livetrack.events e
+                   WHERE e.order_id = o.order_id AND e.type = 'near' AND e.payload->>'target' = t.target)
+    FROM livetrack.orders o
+    CROSS JOIN LATERAL (SELECT CASE o.status WHEN 'assigned' THEN 'pickup' ELSE 'dropoff' END AS target,
+                               CASE o.status WHEN 'assigned' THEN o.pickup ELSE o.dropoff END AS g) t
+    WHERE o.status IN ('assigned', 'picked_up');
+END;
+
+CREATE FUNCTION livetrack._point(lat float8, lon float8, what text) RETURNS geography
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+BEGIN
+    IF lat IS NULL OR lon IS NULL OR NOT (lat BETWEEN -90 AND 90) OR NOT (lon BETWEEN -180 AND 180) THEN
+        RAISE EXCEPTION '% (%, %) is not a valid position', what, lat, lon
+            USING ERRCODE = 'numeric_value_out_of_range',
+                  DETAIL = 'lat must be within -90 to 90 and lon within -180 to 180.';
+    END IF;
+    RETURN livetrack._make_point(lat, lon);
+END $$;
+
+CREATE FUNCTION livetrack._make_point(lat float8, lon float8) RETURNS geography
+LANGUAGE sql IMMUTABLE PARALLEL SAFE BEGIN ATOMIC
+    SELECT ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography;
+END;
+
+CREATE FUNCTION livetrack.create_order(pickup_lat float8, pickup_lon float8, dropoff_lat float8,
+                                       dropoff_lon float8, meta jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    id bigint;
+BEGIN
+    INSERT INTO livetrack.orders (pickup, dropoff, meta)
+    VALUES (livetrack._point(pickup_lat, pickup_lon, 'pickup'), livetrack._point(dropoff_lat, dropoff_lon, 'dropoff'),
+            coalesce(meta, '{}'))
+    RETURNING order_id INTO id;
+    PERFORM livetrack._status_event(id);
+    RETURN id;
+END $$;
+
+-- Locks the order and checks that it may move on from its current status.
+CREATE FUNCTION livetrack._lock_order(id bigint, allowed text[], action text) RETURNS livetrack.orders
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    o livetrack.orders;
+BEGIN
+    SELECT * INTO o FROM livetrack.orders WHERE order_id = id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT o.status = ANY (allowed) THEN
+        RAISE EXCEPTION 'cannot % order %: it is %', action, id, o.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Only an order that is %s can be %s.', array_to_string(allowed, ' or '),
+                                CASE action WHEN 'assign' THEN 'assigned' WHEN 'pick up' THEN 'picked up'
+                                            WHEN 'deliver' THEN 'delivered' ELSE 'cancelled' END);
+    END IF;
+    RETURN o;
+END $$;
+
+-- NULL driver: the nearest available driver within livetrack.assign_radius
+-- of the pickup with a fix in the last minute. Returns the driver, who
+-- becomes busy when the transaction commits.
+CREATE FUNCTION livetrack.assign_order(order_id bigint, driver_id bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    id bigint := assign_order.order_id;
+    o livetrack.orders := livetrack._lock_order(id, ARRAY['created'], 'assign');
+    radius float8 := current_setting('livetrack.assign_radius')::float8;
+    chosen bigint;
+    st text;
+    cand record;
+BEGIN
+    IF assign_order.driver_id IS NOT NULL THEN
+        SELECT l.status INTO st FROM livetrack.driver_position(assign_order.driver_id) l;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'driver % is unknown', assign_order.driver_id USING ERRCODE = 'no_data_found',
+                HINT = 'A driver is known once livetrack has received a fix from it.';
+        END IF;
+        IF st <> 'available' OR EXISTS (SELECT 1 FROM livetrack.orders x
+                                        WHERE x.driver_id = assign_order.driver_id
+                                          AND x.status IN ('assigned', 'picked_up')) THEN
+            RAISE EXCEPTION 'driver % is not available', assign_order.driver_id USING ERRCODE = 'object_in_use',
+                DETAIL = format('The driver is %s.', CASE WHEN st <> 'available' THEN st ELSE 'on another order' END);
+        END IF;
+        BEGIN
+            UPDATE livetrack.orders SET status = 'assigned', driver_id = assign_order.driver_id, assigned_at = now()
+            WHERE orders.order_id = id;
+        EXCEPTION WHEN unique_violation THEN
+            RAISE EXCEPTION 'driver % is not available', assign_order.driver_id USING ERRCODE = 'object_in_use',
+                DETAIL = 'The driver has just been assigned another order.';
+        END;
+        chosen := assign_order.driver_id;
+    ELSE
+        -- Nearest first. A candidate another transaction is assigning right
+        -- now makes our UPDATE wait for it; if it commits we take the next.
+        FOR cand IN
+            SELECT n.driver_id FROM livetrack.nearest_drivers(livetrack._lat(o.pickup), livetrack._lon(o.pickup),
+                                                              64, radius, 'available', '60 s') n
+            WHERE NOT EXISTS (SELECT 1 FROM livetrack.orders x
+                              WHERE x.driver_id = n.driver_id AND x.status IN ('assigned', 'picked_up'))
+        LOOP
+            BEGIN
+                UPDATE livetrack.orders SET status = 'assigned', driver_id = cand.driver_id, assigned_at = now()
+                WHERE orders.order_id = id;
+                chosen := cand.driver_id;
+                EXIT;
+            EXCEPTION WHEN unique_violation THEN
+                NULL;
+            END;
+        END LOOP;
+        IF chosen IS NULL THEN
+            RAISE EXCEPTION 'no available driver within % m of the pickup of order %', radius, id
+                USING ERRCODE = 'no_data_found', HINT = 'See livetrack.assign_radius.';
+        END IF;
+    END IF;
+    PERFORM livetrack._set_driver_status(chosen, 'busy');
+    PERFORM livetrack._status_event(id);
+    RETURN chosen;
+END $$;
+
+CREATE FUNCTION livetrack._lat(g geography) RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE BEGIN ATOMIC SELECT ST_Y(g::geometry); END;
+CREATE FUNCTION livetrack._lon(g geography) RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE BEGIN ATOMIC SELECT ST_X(g::geometry); END;
+
+CREATE FUNCTION livetrack.pickup_order(order_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    PERFORM livetrack._lock_order(pickup_order.order_id, ARRAY['assigned'], 'pick up');
+    UPDATE livetrack.orders SET status = 'picked_up', picked_up_at = now() WHERE orders.order_id = pickup_order.order_id;
+    PERFORM livetrack._status_event(pickup_order.order_id);
+END $$;
+
+-- The driver becomes available again.
+CREATE FUNCTION livetrack.deliver_order(order_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    o livetrack.orders := livetrack._lock_order(deliver_order.order_id, ARRAY['picked_up'], 'deliver');
+BEGIN
+    UPDATE livetrack.orders SET status = 'delivered', delivered_at = now() WHERE orders.order_id = o.order_id;
+    PERFORM livetrack._set_driver_status(o.driver_id, 'available');
+    PERFORM livetrack._status_event(o.order_id);
+END $$;
+
+-- A driver who had the order becomes available again.
+CREATE FUNCTION livetrack.cancel_order(order_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    o livetrack.orders := livetrack._lock_order(cancel_order.order_id, ARRAY['created', 'assigned', 'picked_up'],
+                                                'cancel');
+BEGIN
+    UPDATE livetrack.orders SET status = 'cancelled', cancelled_at = now() WHERE orders.order_id = o.order_id;
+    IF o.driver_id IS NOT NULL THEN
+        PERFORM livetrack._set_driver_status(o.driver_id, 'available');
+    END IF;
+    PERFORM livetrack._status_event(o.order_id);
+END $$;
+
+REVOKE EXECUTE ON FUNCTION livetrack._near_event(bigint, bigint, text, float8, float8,
+    timestamptz, float8, float8), livetrack._open_orders() FROM PUBLIC;

@@ -23,6 +23,7 @@
 #include "../core/clock.hpp"
 #include "../core/flush_policy.hpp"
 #include "history.hpp"
+#include "order_push.hpp"
 #include "worker_common.hpp"
 
 extern "C" {
@@ -53,7 +54,7 @@ uint32 n_flushers;
 // (a committed batch stays committed when a later one fails).
 struct Committed {
 	uint64 end;     // ring position after the run
-	uint64 n;       // records of ours in it (0: a run of other flushers' records)
+	uint64 n;       // history rows of ours in it (0: none, e.g. a run of other flushers' records)
 	XLogRecPtr lsn; // commit record to wait for; 0 when there is none
 	int64 committed_us;
 	uint64 duration_us;
@@ -85,7 +86,7 @@ void publish(const Committed &c) {
 	if (c.n > 0) {
 		lt::Ping p;
 		for (uint64 pos = done_pos; pos < c.end; pos++) {
-			if (!lt_ring.peek_at(pos, p) || !mine(p))
+			if (!lt_ring.peek_at(pos, p) || !mine(p) || (p.flags & lt::kPingStatusOnly))
 				continue;
 			uint64 lat = now > p.received_us ? uint64(now - p.received_us) : 0;
 			ctl->flush_latency_us.add_shared(lat);
@@ -161,10 +162,10 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 	int64 started = lt::now_us();
 	MemoryContext old = MemoryContextSwitchTo(batch_ctx);
 	auto *pings = static_cast<lt::Ping *>(palloc(sizeof(lt::Ping) * n));
-	uint64 got = 0;
+	uint64 got = 0, rows = 0;
 	for (uint64 pos = from; pos < end && got < n; pos++)
 		if (lt_ring.peek_at(pos, pings[got]) && mine(pings[got]))
-			got++;
+			rows += (pings[got++].flags & lt::kPingStatusOnly) == 0;
 
 	bool pipelined = commit_is_local_flush();
 	SetCurrentStatementStartTimestamp();
@@ -175,6 +176,7 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 		pgstat_report_activity(STATE_RUNNING, "writing history");
 		lt_history_insert(pings, int(got));
 		lt_registry_upsert(pings, int(got));
+		lt_orders_push(pings, int(got), me, n_flushers);
 		PopActiveSnapshot();
 		if (pipelined)
 			(void)set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true,
@@ -185,7 +187,7 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 		// Nothing that can fail comes between the commit and this: a batch
 		// that is committed is always in flight, never written twice.
 		int64 now = lt::now_us();
-		in_flight[n_in_flight++] = Committed{end, got, XactLastCommitEnd, now, uint64(now - started)};
+		in_flight[n_in_flight++] = Committed{end, rows, XactLastCommitEnd, now, uint64(now - started)};
 		cost.observe(got, double(now - started));
 	}
 	// Table and WAL statistics (what autovacuum goes by); at most once a second.
@@ -200,6 +202,7 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 		                         (unsigned long long)got)));
 		publish(Committed{end, 0, 0, 0, 0});
 		lt_history_forget();
+		lt_orders_forget();
 		return false;
 	}
 	settle(!pipelined); // a synchronous commit is already flushed: finish it now
@@ -230,6 +233,7 @@ void livetrack_flusher_main(Datum arg) {
 		settle(true); // batches committed before the error are done: finish them
 		MemoryContextReset(batch_ctx);
 		lt_history_forget();
+		lt_orders_forget();
 		lt::fetch_add_relaxed(lt_ctl->counters.flush_errors, uint64(1));
 		pgstat_report_activity(STATE_IDLE, NULL);
 		RESUME_INTERRUPTS();

@@ -213,6 +213,8 @@ void lt_history_forget(void) { memset(&cache, 0, sizeof cache); }
 void lt_history_insert(const lt::Ping *pings, int n) {
 	int *rows = static_cast<int *>(palloc(sizeof(int) * size_t(n)));
 	bool *done = static_cast<bool *>(palloc0(sizeof(bool) * size_t(n)));
+	for (int i = 0; i < n; i++)
+		done[i] = (pings[i].flags & lt::kPingStatusOnly) != 0; // no fix: nothing for history
 	// Usually one day per batch; around midnight, two.
 	for (int first = 0; first < n; first++) {
 		if (done[first])

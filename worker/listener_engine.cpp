@@ -212,6 +212,17 @@ void ListenerEngine::accept_fix(const Fix &f, int64_t received_us) {
 	bump(c_.accepted_records);
 }
 
+// An order changed the driver's status (its transaction has committed): the
+// live state now, and livetrack.drivers through a flusher, so that a restart
+// rebuilds it. A driver not in the live state has nothing to change.
+void ListenerEngine::apply_status(const Ping &in) {
+	if (!live_.set_status(in.fix.driver_id, in.fix.status))
+		return;
+	Ping p = in;
+	p.flags = kPingStatusOnly | kPingRegister;
+	ring_.push(p);
+}
+
 void ListenerEngine::run_once(bool drain) {
 	if (epfd_ < 0)
 		return;
@@ -555,8 +566,12 @@ void ListenerEngine::drain_ingest() {
 	uint64_t n = 0;
 	while (ring_.free_slots() > 0 && ingest_.peek(n, p)) {
 		// Validated by the calling backend already; same path from here on.
-		bump(c_.received_messages);
-		accept_fix(p.fix, p.received_us);
+		if (p.flags & kPingStatusOnly)
+			apply_status(p);
+		else {
+			bump(c_.received_messages);
+			accept_fix(p.fix, p.received_us);
+		}
 		n++;
 		if (n == 1024) {
 			ingest_.release(n);

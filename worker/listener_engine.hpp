@@ -81,6 +81,7 @@ private:
 	void close_conn(Conn *c);
 	void count_reject(Reject r, uint64_t n = 1);
 	void accept_fix(const Fix &f, int64_t received_us);
+	void apply_status(const Ping &p);
 	void note_ring_growth(uint64_t before);
 
 	Ring<Ping> &ring_;

@@ -1048,6 +1048,41 @@ TEST_F(EngineTest, IdleConnectionsAreClosedByHousekeeping) {
 
 // ---- ingest queue -----------------------------------------------------------------
 
+// An order's status change (no fix): the live status moves, and a register
+// record goes to the ring for livetrack.drivers; nothing counts as received.
+TEST_F(EngineTest, DrainIngestAppliesStatusOnlyChanges) {
+	start();
+	int64_t now = now_ms();
+	Ping p{};
+	p.fix = make_fix(1200, now, 50, 60);
+	p.received_us = 1;
+	ASSERT_TRUE(ingest.push(p));
+	eng->drain_ingest();
+	flush();
+	Ping s{};
+	s.fix.driver_id = 1200;
+	s.fix.status = kStatusBusy;
+	s.fix.ts_ms = now + 5;
+	s.flags = kPingStatusOnly;
+	ASSERT_TRUE(ingest.push(s));
+	s.fix.driver_id = 1201; // unknown to the live state: nothing to change
+	ASSERT_TRUE(ingest.push(s));
+	eng->drain_ingest();
+	EXPECT_EQ(ingest.size(), 0u);
+	LiveView v;
+	ASSERT_TRUE(live.get(1200, v));
+	EXPECT_EQ(v.status, kStatusBusy);
+	EXPECT_EQ(v.lat_e7, 50); // the position stays
+	EXPECT_FALSE(live.get(1201, v));
+	auto r = ring_contents();
+	ASSERT_EQ(r.size(), 1u);
+	EXPECT_EQ(r[0].fix.driver_id, 1200u);
+	EXPECT_EQ(r[0].fix.status, kStatusBusy);
+	EXPECT_EQ(r[0].flags, kPingStatusOnly | kPingRegister);
+	EXPECT_EQ(ctr.received_messages, 1u);
+	EXPECT_EQ(ctr.accepted_records, 1u);
+}
+
 TEST_F(EngineTest, DrainIngestMovesRecordsOntoTheRing) {
 	start(/*ring_cap=*/4);
 	int64_t now = now_ms();
