@@ -354,7 +354,7 @@ DECLARE
     payload jsonb;
 BEGIN
     SELECT o.status INTO st FROM livetrack.orders o WHERE o.order_id = id AND o.driver_id = driver;
-    IF st IS DISTINCT FROM CASE target WHEN 'pickup' THEN 'assigned' ELSE 'picked_up' END THEN
+    IF st IS DISTINCT FROM (CASE target WHEN 'pickup' THEN 'assigned' ELSE 'picked_up' END) THEN
         RETURN NULL;
     END IF;
     ev := livetrack._next_event_id(false);

@@ -1,6 +1,6 @@
 -- Orders (SPEC 3): the state machine, assignment, track_order(), and the
 -- events each transition records (SPEC 4). Pushes themselves are in TAP
--- (test/t/008_orders.pl): LISTEN output carries process ids.
+-- (test/t/010_orders.pl): LISTEN output carries process ids.
 -- Drivers around Nairobi (-1.29, 36.82), far from other tests.
 SELECT livetrack.ingest(6001, -1.2900, 36.8200, now(), 8, NULL, NULL, 'available');  -- at the pickup
 SELECT livetrack.ingest(6002, -1.2950, 36.8200, now(), NULL, NULL, NULL, 'available'); -- 550 m south
