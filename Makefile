@@ -5,8 +5,8 @@ DATA = sql/livetrack--0.1.0.sql
 
 # Pure C++ core (no Postgres headers; also built by CMake for unit tests),
 # the code Postgres calls (extension/), and the background workers (worker/).
-CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o core/push.o
-EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o extension/orders.o
+CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o core/push.o core/hmac.o core/key_store.o
+EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o extension/at_commit.o
 WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o worker/order_push.o
 OBJS = $(CORE) $(EXT) $(WORKERS)
 
@@ -19,7 +19,7 @@ SHLIB_LINK = -lstdc++
 # SQL tests need the workers, so they run against a server that preloads
 # livetrack with livetrack.database = 'contrib_regression' (the database
 # pg_regress uses), which must exist; scripts/test sets one up.
-REGRESS = install ingest history errors spatial stats orders
+REGRESS = install ingest history errors spatial stats orders keys
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress --use-existing
 
 # No LLVM bitcode for JIT: it needs a clang matching the server's build, and

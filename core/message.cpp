@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "atomics.hpp"
+#include "hmac.hpp"
 #include "json_lines.hpp"
 
 namespace lt {
@@ -18,22 +20,51 @@ bool unsigned_allowed(bool peer_loopback, const Policy &p) {
 	return false;
 }
 
+// The key that signed the message, if the tag is right; nullptr otherwise.
+const KeyEntry *verified_key(const uint8_t *frame, const wire::Header &h, KeyStore *keys, Reject &why) {
+	KeyEntry *e = keys != nullptr && keys->attached() ? keys->find(h.key_id) : nullptr;
+	why = Reject::Auth;
+	if (e == nullptr || load_acquire(e->revoked))
+		return nullptr;
+	size_t signed_len = wire::kHeaderSize + wire::kRecordSize * size_t(h.count);
+	uint8_t tag[kSha256Bytes];
+	hmac_sha256(e->secret, kSecretBytes, frame, signed_len, tag);
+	if (!equal_ct(tag, frame + signed_len, wire::kTagSize))
+		return nullptr;
+	// Only an authentic message may move the window, or a forger could
+	// push it past the device's next sequence numbers.
+	if (!replay_accept(*e, h.seq)) {
+		why = Reject::Replay;
+		return nullptr;
+	}
+	return e;
+}
+
 } // namespace
 
 void judge_message(const uint8_t *frame, const wire::Header &h, bool peer_loopback, const Policy &p,
-                   int64_t now_ms, MessageVerdict &out) {
+                   int64_t now_ms, MessageVerdict &out, KeyStore *keys) {
 	out.count = h.count;
 	out.accepted = 0;
 	out.message = Reject::None;
+	const KeyEntry *key = nullptr;
 	if (h.reserved != 0)
 		out.message = Reject::Malformed;
-	else if (h.is_signed() ? p.auth != AuthMode::Off : !unsigned_allowed(peer_loopback, p))
-		// Signing keys are not implemented yet: a signed message can only be
-		// taken where authentication is off (and then its tag is not checked).
+	else if (h.is_signed() && p.auth != AuthMode::Off)
+		key = verified_key(frame, h, keys, out.message);
+	else if (!h.is_signed() && !unsigned_allowed(peer_loopback, p))
 		out.message = Reject::Auth;
+	if (key != nullptr)
+		out.message = Reject::None;
+	uint64_t only_driver = key != nullptr ? key->driver_id : 0; // a device key signs for its driver only
 	for (uint16_t i = 0; i < h.count; i++) {
 		wire::decode_record(frame, i, out.fix[i]);
-		out.record[i] = out.message != Reject::None ? out.message : validate_fix(out.fix[i], now_ms, p.clock);
+		if (out.message != Reject::None)
+			out.record[i] = out.message;
+		else if (only_driver != 0 && out.fix[i].driver_id != only_driver)
+			out.record[i] = Reject::Auth;
+		else
+			out.record[i] = validate_fix(out.fix[i], now_ms, p.clock);
 		if (out.record[i] == Reject::None)
 			out.accepted++;
 	}

@@ -7,13 +7,14 @@
 #include <cstdint>
 
 #include "fix.hpp"
+#include "key_store.hpp"
 #include "wire.hpp"
 
 namespace lt {
 
-// Required takes only signed binary messages; with no signing keys built yet
-// that is nothing at all, which is what a server told to require signatures
-// should do rather than fall back to trusting loopback.
+// LoopbackTrust: unsigned input from loopback peers, signed input (tag
+// checked) from anywhere. Required: only signed binary messages. Off:
+// everything, tags unchecked (closed networks).
 enum class AuthMode : uint8_t { LoopbackTrust = 0, Off = 1, Required = 2 };
 
 struct Policy {
@@ -35,9 +36,13 @@ struct MessageVerdict {
 	}
 };
 
-// `frame` holds a whole frame whose header parse_header() accepted.
+// `frame` holds a whole frame whose header parse_header() accepted. A signed
+// message (unless auth is off) needs a known, unrevoked key in `keys`
+// (nullptr: none), a matching tag, and a sequence number its key's replay
+// window accepts, which it then records; a device key's records of other
+// drivers are refused one by one.
 void judge_message(const uint8_t *frame, const wire::Header &h, bool peer_loopback, const Policy &p,
-                   int64_t now_ms, MessageVerdict &out);
+                   int64_t now_ms, MessageVerdict &out, KeyStore *keys = nullptr);
 
 // One JSON line: parse, then the same field and clock checks as binary.
 // JSON is never signed, so it is accepted only where unsigned input is.

@@ -19,6 +19,7 @@ LtControl *lt_ctl;
 lt::Ring<lt::Ping> lt_ring;
 lt::Ring<lt::Ping> lt_ingest;
 lt::LiveTable lt_live;
+lt::KeyStore lt_keys;
 
 char *lt_database;
 char *lt_listen_addresses;
@@ -34,6 +35,7 @@ int lt_history_retention_min;
 int lt_max_connections;
 int lt_tcp_idle_timeout_s;
 int lt_flushers;
+int lt_max_keys;
 int lt_notify_interval_ms;
 double lt_near_radius_m;
 double lt_assign_radius_m;
@@ -50,8 +52,8 @@ static const struct config_enum_entry auth_options[] = {
 
 static Size align64(Size n) { return (n + 63) & ~Size(63); }
 
-// Layout of the segment: control | ring | ingest queue | live table.
-static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_off) {
+// Layout of the segment: control | ring | ingest queue | live table | keys.
+static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_off, uint64 *keys_off) {
 	Size off = align64(sizeof(LtControl));
 	*ring_off = off;
 	off = align64(off + lt::Ring<lt::Ping>::bytes_needed(uint64(lt_ring_size)));
@@ -59,21 +61,23 @@ static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_of
 	off = align64(off + lt::Ring<lt::Ping>::bytes_needed(kIngestQueueSize));
 	*live_off = off;
 	off = align64(off + lt::LiveTable::bytes_needed(uint32(lt_max_drivers)));
+	*keys_off = off;
+	off = align64(off + lt::KeyStore::bytes_needed(uint32(lt_max_keys)));
 	return off;
 }
 
 static void lt_shmem_request(void) {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	uint64 a, b, c;
-	RequestAddinShmemSpace(segment_layout(&a, &b, &c));
+	uint64 a, b, c, d;
+	RequestAddinShmemSpace(segment_layout(&a, &b, &c, &d));
 }
 
 static void lt_shmem_startup(void) {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	uint64 ring_off, ingest_off, live_off;
-	Size size = segment_layout(&ring_off, &ingest_off, &live_off);
+	uint64 ring_off, ingest_off, live_off, keys_off;
+	Size size = segment_layout(&ring_off, &ingest_off, &live_off, &keys_off);
 	bool found;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	char *base = static_cast<char *>(ShmemInitStruct("livetrack", size, &found));
@@ -91,15 +95,18 @@ static void lt_shmem_startup(void) {
 		ctl->ring_offset = ring_off;
 		ctl->ingest_offset = ingest_off;
 		ctl->live_offset = live_off;
+		ctl->keys_offset = keys_off;
 		lt::Ring<lt::Ping>::format(base + ring_off, uint64(lt_ring_size));
 		lt::Ring<lt::Ping>::format(base + ingest_off, kIngestQueueSize);
 		lt::LiveTable::format(base + live_off, uint32(lt_max_drivers));
+		lt::KeyStore::format(base + keys_off, uint32(lt_max_keys));
 	}
 	LWLockRelease(AddinShmemInitLock);
 	lt_ctl = reinterpret_cast<LtControl *>(base);
 	lt_ring.attach(base + lt_ctl->ring_offset);
 	lt_ingest.attach(base + lt_ctl->ingest_offset);
 	lt_live.attach(base + lt_ctl->live_offset);
+	lt_keys.attach(base + lt_ctl->keys_offset);
 }
 
 void lt_require_shared(void) {
@@ -139,10 +146,12 @@ static void define_settings(void) {
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("livetrack.auth", "Which device input is accepted.",
 	                         "loopback_trust: unsigned input only from loopback; off: everything; "
-	                         "required: only signed messages (none until signing keys exist).", &lt_auth,
+	                         "required: only signed messages.", &lt_auth,
 	                         int(lt::AuthMode::LoopbackTrust), auth_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.max_drivers", "Capacity of the live state (drivers).", NULL,
 	                        &lt_max_drivers, 200000, 16, 100000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.max_keys", "Signing keys the server can hold (revoked ones included).",
+	                        NULL, &lt_max_keys, 100000, 16, 10000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.ring_size", "Records the listener-to-flusher ring holds.", NULL,
 	                        &lt_ring_size, 1 << 20, 1024, 1 << 30, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.flush_interval", "Longest a received record waits before its commit.",
@@ -202,7 +211,7 @@ void _PG_init(void) {
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lt_shmem_startup;
 	lt_nearest_scan_init();
-	lt_orders_init();
+	lt_at_commit_init();
 	register_worker("livetrack listener", "livetrack_listener_main");
 	for (int i = 0; i < lt_flushers; i++) {
 		char name[BGW_MAXLEN];

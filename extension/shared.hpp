@@ -5,6 +5,7 @@
 #include "../core/counters.hpp"
 #include "../core/fix.hpp"
 #include "../core/histogram.hpp"
+#include "../core/key_store.hpp"
 #include "../core/live_table.hpp"
 #include "../core/ring.hpp"
 #include "pg.hpp"
@@ -62,6 +63,7 @@ struct LtControl {
 	uint64 ring_offset; // from the start of this struct
 	uint64 ingest_offset;
 	uint64 live_offset;
+	uint64 keys_offset;
 };
 static_assert(std::is_trivially_copyable_v<LtControl>);
 static_assert(std::is_trivially_default_constructible_v<lt::Ring<lt::Ping>>);
@@ -73,6 +75,7 @@ extern LtControl *lt_ctl;
 extern lt::Ring<lt::Ping> lt_ring;   // listener -> flushers
 extern lt::Ring<lt::Ping> lt_ingest; // ingest() backends -> listener
 extern lt::LiveTable lt_live;
+extern lt::KeyStore lt_keys;         // signing keys (SPEC 2.3)
 
 // Settings (SPEC 5).
 extern char *lt_database;
@@ -89,6 +92,7 @@ extern int lt_history_retention_min;
 extern int lt_max_connections;
 extern int lt_tcp_idle_timeout_s;
 extern int lt_flushers;
+extern int lt_max_keys;
 extern int lt_notify_interval_ms;
 extern double lt_near_radius_m;
 extern double lt_assign_radius_m;
@@ -102,9 +106,9 @@ void lt_require_database(void);
 Latch *lt_latch_of(int32 procno);
 void lt_wake_flushers(void);
 
-// Orders (extension/orders.cpp). lt_notify() is NOTIFY, counted in
-// livetrack.stats when the transaction commits.
-void lt_orders_init(void);
+// What waits for commit (extension/at_commit.cpp). lt_notify() is NOTIFY,
+// counted in livetrack.stats when the transaction commits.
+void lt_at_commit_init(void);
 void lt_notify(const char *channel, const char *payload);
 
 // Unix epoch microseconds <-> TimestampTz.

@@ -37,6 +37,7 @@ LT_FUNCTION(livetrack_stats_rows) {
 	put(rsinfo, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us));
 	put(rsinfo, "grid_cells", lt_live.grid().used());
 	put(rsinfo, "grid_rebuilds", lt_live.grid().rebuilds());
+	put(rsinfo, "signing_keys", lt_keys.size());
 	put(rsinfo, "listener_state", lt::load_relaxed(ctl->listener_state));
 	return (Datum)0;
 }

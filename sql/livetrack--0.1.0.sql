@@ -537,3 +537,63 @@ END $$;
 
 REVOKE EXECUTE ON FUNCTION livetrack._near_event(bigint, bigint, text, float8, float8,
     timestamptz, float8, float8), livetrack._open_orders() FROM PUBLIC;
+
+-- Signing keys (SPEC 2.3) -----------------------------------------------------
+
+-- Secrets are for the extension owner only. The listener checks tags against
+-- the copy in shared memory: installed when create_key() commits, revoked
+-- when revoke_key() does, reloaded from here after a server restart.
+CREATE TABLE livetrack.keys (
+    key_id     int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    driver_id  bigint CHECK (driver_id > 0), -- NULL: a gateway key, may sign for any driver
+    secret     bytea NOT NULL CHECK (length(secret) = 32),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+);
+REVOKE ALL ON livetrack.keys FROM PUBLIC;
+
+CREATE FUNCTION livetrack._random_secret() RETURNS bytea
+AS 'MODULE_PATHNAME', 'livetrack_random_secret' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION livetrack._install_key(key_id int, driver_id bigint, secret bytea) RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_install_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION livetrack._revoke_key(key_id int) RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_revoke_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- A device key (driver_id given) may sign only that driver's records; a
+-- gateway key (NULL) any driver's.
+CREATE FUNCTION livetrack.create_key(driver_id bigint DEFAULT NULL) RETURNS TABLE (key_id int, secret bytea)
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    d bigint := create_key.driver_id;
+    s bytea := livetrack._random_secret();
+    id int;
+BEGIN
+    IF d <= 0 THEN
+        RAISE EXCEPTION 'driver_id % is out of range', d USING ERRCODE = 'numeric_value_out_of_range',
+            DETAIL = 'A driver id is 1 to 9223372036854775807; NULL makes a gateway key.';
+    END IF;
+    INSERT INTO livetrack.keys AS k (driver_id, secret) VALUES (d, s) RETURNING k.key_id INTO id;
+    PERFORM livetrack._install_key(id, d, s);
+    key_id := id;
+    secret := s;
+    RETURN NEXT;
+END $$;
+
+-- Takes effect when the transaction commits: the next message signed with
+-- the key is refused.
+CREATE FUNCTION livetrack.revoke_key(key_id int) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    UPDATE livetrack.keys k SET revoked_at = now() WHERE k.key_id = revoke_key.key_id AND k.revoked_at IS NULL;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM livetrack.keys k WHERE k.key_id = revoke_key.key_id) THEN
+            RAISE EXCEPTION 'key % is already revoked', revoke_key.key_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RAISE EXCEPTION 'key % does not exist', revoke_key.key_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM livetrack._revoke_key(revoke_key.key_id);
+END $$;
+
+REVOKE EXECUTE ON FUNCTION livetrack.create_key(bigint), livetrack.revoke_key(int), livetrack._random_secret(),
+    livetrack._install_key(int, bigint, bytea), livetrack._revoke_key(int) FROM PUBLIC;

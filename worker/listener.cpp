@@ -189,6 +189,44 @@ static void rebuild_live(void) {
 	ereport(LOG, (errmsg("livetrack listener: live state rebuilt with %llu drivers", (unsigned long long)loaded)));
 }
 
+// Loads the signing keys that are not revoked (shared memory is fresh after
+// a server start or crash). Keys created meanwhile install themselves at
+// commit; installing one twice keeps the first.
+static void rebuild_keys(void) {
+	MemoryContext caller = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT key_id, coalesce(driver_id, 0), secret FROM livetrack.keys WHERE revoked_at IS NULL", true,
+	                0) != SPI_OK_SELECT)
+		elog(ERROR, "livetrack listener: could not read livetrack.keys");
+	uint64 loaded = 0;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		HeapTuple tup = SPI_tuptable->vals[r];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		bool isnull;
+		uint32 key_id = uint32(DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)));
+		uint64 driver = uint64(DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)));
+		bytea *secret = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		if (VARSIZE_ANY_EXHDR(secret) != lt::kSecretBytes)
+			continue;
+		if (lt_keys.install(key_id, driver, reinterpret_cast<const uint8 *>(VARDATA_ANY(secret))) ==
+		    lt::KeyStore::Install::Full) {
+			ereport(WARNING, (errmsg("livetrack listener: livetrack.max_keys (%u) reached; later keys are refused",
+			                         lt_keys.capacity())));
+			break;
+		}
+		loaded++;
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	if (loaded > 0)
+		ereport(LOG, (errmsg("livetrack listener: %llu signing keys loaded", (unsigned long long)loaded)));
+}
+
 // Opens the device port and builds the WaitEventSet. False if nothing could be bound.
 static WaitEventSet *start_serving(void) {
 	bool ok = false;
@@ -224,6 +262,7 @@ void livetrack_listener_main(Datum) {
 	before_shmem_exit(listener_exit, 0);
 	engine_call("setup", [] {
 		engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters, &lt_ctl->visible_latency_us);
+		engine->set_keys(&lt_keys);
 	});
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;
@@ -244,6 +283,7 @@ void livetrack_listener_main(Datum) {
 			if (!lt::load_acquire(lt_ctl->live_ready)) {
 				set_state(LT_LISTENER_REBUILDING);
 				rebuild_live();
+				rebuild_keys();
 				lt::store_release(lt_ctl->live_ready, uint32(1));
 			}
 			set = start_serving();
@@ -297,6 +337,7 @@ void livetrack_listener_main(Datum) {
 				ereport(LOG, (errmsg("livetrack listener: extension dropped, closing the device port")));
 				stop_serving(&set);
 				lt_live.clear();
+				lt_keys.clear();
 				lt::store_release(lt_ctl->live_ready, uint32(0));
 			}
 		}

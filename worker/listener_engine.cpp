@@ -407,7 +407,7 @@ void ListenerEngine::handle_datagram(const uint8_t *p, size_t n, bool lo, int64_
 		return;
 	}
 	MessageVerdict v;
-	judge_message(p, h, lo, cfg_.policy, now, v);
+	judge_message(p, h, lo, cfg_.policy, now, v, keys_);
 	for (uint16_t i = 0; i < v.count; i++) {
 		if (v.record[i] != Reject::None)
 			count_reject(v.record[i]);
@@ -510,7 +510,7 @@ bool ListenerEngine::handle_frame(Conn *c, const uint8_t *p, size_t len) {
 		return false;
 	bump(c_.received_messages);
 	MessageVerdict v;
-	judge_message(p, h, c->loopback, cfg_.policy, now_ms(), v);
+	judge_message(p, h, c->loopback, cfg_.policy, now_ms(), v, keys_);
 	int64_t received = now_us();
 	for (uint16_t i = 0; i < v.count; i++) {
 		if (v.record[i] != Reject::None)

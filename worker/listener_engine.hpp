@@ -51,6 +51,9 @@ public:
 	bool is_open() const { return !udp_.empty() || !tcp_listen_.empty(); }
 	int epoll_fd() const { return epfd_; }
 	void set_config(const EngineConfig &cfg); // SIGHUP-able parts
+	// Signing keys to verify signed messages with (nullptr: none, every signed
+	// message is refused unless auth is off). The listener owns their replay windows.
+	void set_keys(KeyStore *keys) { keys_ = keys; }
 
 	// Does everything that is ready, without blocking. With drain=true it reads
 	// every socket until the kernel has nothing more (wait_flushed()).
@@ -87,6 +90,7 @@ private:
 	Ring<Ping> &ring_;
 	Ring<Ping> &ingest_;
 	LiveTable &live_;
+	KeyStore *keys_ = nullptr;
 	Counters &c_;
 	Histogram *visible_;
 	EngineConfig cfg_;

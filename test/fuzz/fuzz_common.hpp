@@ -35,7 +35,8 @@ inline const lt::Policy &policy(int i) {
 	return p[i % kPolicies];
 }
 
-// SPEC 2.3 with no signing keys: signed input only where auth is off;
+// SPEC 2.3 without a key store (fuzz_binary also judges with one): signed
+// input only where auth is off;
 // unsigned where auth is off, or from loopback under loopback_trust.
 inline bool auth_allows(const lt::Policy &p, bool is_signed, bool loopback) {
 	if (p.auth == lt::AuthMode::Off)
@@ -127,7 +128,7 @@ inline void check_message(const uint8_t *frame, const lt::wire::Header &h, bool 
 	FUZZ_CHECK(v.count == h.count);
 	FUZZ_CHECK(v.accepted <= v.count);
 	FUZZ_CHECK(valid_reject(v.message));
-	// Whole-message verdict per SPEC 2.3 (signing keys not implemented yet).
+	// Whole-message verdict per SPEC 2.3, with no key store.
 	bool auth_ok = auth_allows(p, h.is_signed(), loopback);
 	if (h.reserved != 0)
 		FUZZ_CHECK(v.message == Reject::Malformed);

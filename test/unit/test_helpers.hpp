@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/fix.hpp"
+#include "core/hmac.hpp"
 #include "core/message.hpp"
 #include "core/wire.hpp"
 
@@ -60,6 +61,15 @@ inline std::vector<uint8_t> make_frame(const std::vector<lt::Fix> &fixes, uint8_
 	for (size_t i = 0; i < fixes.size(); i++)
 		lt::wire::encode_record(out.data() + lt::wire::kHeaderSize + i * lt::wire::kRecordSize, fixes[i]);
 	return out;
+}
+
+// Writes the tag of a signed frame from make_frame(): HMAC-SHA256 of header
+// and records under `secret`, first 16 bytes (SPEC 2.1).
+inline void sign_frame(std::vector<uint8_t> &frame, const uint8_t *secret, size_t secret_len = 32) {
+	size_t n = frame.size() - lt::wire::kTagSize;
+	uint8_t tag[lt::kSha256Bytes];
+	lt::hmac_sha256(secret, secret_len, frame.data(), n, tag);
+	std::memcpy(frame.data() + n, tag, lt::wire::kTagSize);
 }
 
 inline bool same_fix(const lt::Fix &a, const lt::Fix &b) { return std::memcmp(&a, &b, sizeof a) == 0; }

@@ -1,11 +1,13 @@
-// The C side of orders: changes that must wait for the transaction's commit.
+// What must wait for the transaction's commit: order effects and signing keys.
 //
 // assign_order() makes its driver busy and deliver_order() makes it
 // available again, but only if the transaction commits: the status changes
-// are queued here and handed to the listener (the only process that moves
-// drivers) just before commit. Likewise a commit that changed an open order
-// bumps orders_gen, so the flushers reload the orders they follow, and the
-// NOTIFYs sent are counted only once they are.
+// are noted here and handed to the listener (the only process that moves
+// drivers) just before commit. A commit that changed an open order bumps
+// orders_gen so the flushers reload the orders they follow, and NOTIFYs are
+// counted once they are sent. create_key() installs its key in shared memory
+// just before commit (a full store aborts the transaction); revoke_key()
+// revokes it at commit, so it takes effect at once.
 #include <algorithm>
 
 #include "../core/clock.hpp"
@@ -14,20 +16,23 @@
 extern "C" {
 #include "commands/async.h"
 #include "pgstat.h"
+#include "port.h"
 #include "storage/latch.h"
 }
 
 namespace {
 
-// What this transaction will do at commit, by subtransaction level, so that
-// a rolled-back subtransaction takes its part with it. Lives in
-// TopTransactionContext; plain data.
+enum PendingKind : uint8 { kStatus, kOrdersChanged, kNotify, kInstallKey, kRevokeKey };
+
+// Noted per subtransaction level, so that a rolled-back subtransaction takes
+// its part with it. Lives in TopTransactionContext; plain data.
 struct Pending {
-	uint64 driver_id; // 0: not a status change
+	PendingKind kind;
 	uint8 status;
-	bool orders_changed;
-	bool notify;
+	uint32 key_id;
+	uint64 driver_id;
 	int level;
+	uint8 secret[lt::kSecretBytes];
 };
 Pending *pending;
 int n_pending, cap_pending;
@@ -39,7 +44,8 @@ void add(const Pending &p) {
 		                                                 : repalloc(pending, sizeof(Pending) * cap));
 		cap_pending = cap;
 	}
-	pending[n_pending++] = p;
+	pending[n_pending] = p;
+	pending[n_pending++].level = GetCurrentTransactionNestLevel();
 }
 
 void forget(void) {
@@ -47,15 +53,21 @@ void forget(void) {
 	n_pending = cap_pending = 0;
 }
 
-// Before commit, where an error still aborts the transaction cleanly: the
-// status changes go to the listener's ingest queue.
-void push_status_changes(void) {
+// Before commit, where an error still aborts the transaction cleanly.
+void before_commit(void) {
+	bool wake = false;
 	for (int i = 0; i < n_pending; i++) {
-		if (pending[i].driver_id == 0)
+		const Pending &q = pending[i];
+		if (q.kind == kInstallKey &&
+		    lt_keys.install(q.key_id, q.driver_id, q.secret) == lt::KeyStore::Install::Full)
+			ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			                errmsg("livetrack has no room for another signing key"),
+			                errhint("Raise livetrack.max_keys (%u) and restart the server.", lt_keys.capacity())));
+		if (q.kind != kStatus)
 			continue;
 		lt::Ping p{};
-		p.fix.driver_id = pending[i].driver_id;
-		p.fix.status = pending[i].status;
+		p.fix.driver_id = q.driver_id;
+		p.fix.status = q.status;
 		p.received_us = lt::now_us();
 		p.fix.ts_ms = p.received_us / 1000;
 		p.flags = lt::kPingStatusOnly;
@@ -65,18 +77,22 @@ void push_status_changes(void) {
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}
+		wake = true;
 	}
-	if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
-		SetLatch(l);
+	if (wake)
+		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
+			SetLatch(l);
 }
 
 // After commit: nothing here may fail.
-void published(void) {
+void after_commit(void) {
 	bool changed = false;
 	uint64 notifies = 0;
 	for (int i = 0; i < n_pending; i++) {
-		changed |= pending[i].orders_changed;
-		notifies += pending[i].notify;
+		changed |= pending[i].kind == kOrdersChanged;
+		notifies += pending[i].kind == kNotify;
+		if (pending[i].kind == kRevokeKey)
+			(void)lt_keys.revoke(pending[i].key_id);
 	}
 	if (changed) {
 		lt::fetch_add(lt_ctl->orders_gen, uint64(1));
@@ -91,14 +107,14 @@ void on_xact(XactEvent event, void *) {
 		return;
 	switch (event) {
 	case XACT_EVENT_PRE_COMMIT:
-		push_status_changes();
+		before_commit();
 		break;
 	case XACT_EVENT_PRE_PREPARE:
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-		                errmsg("cannot PREPARE a transaction that changed livetrack orders")));
+		                errmsg("cannot PREPARE a transaction that changed livetrack orders or keys")));
 		break;
 	case XACT_EVENT_COMMIT:
-		published();
+		after_commit();
 		forget();
 		break;
 	case XACT_EVENT_ABORT:
@@ -124,14 +140,14 @@ void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void *) 
 
 } // namespace
 
-void lt_orders_init(void) {
+void lt_at_commit_init(void) {
 	RegisterXactCallback(on_xact, NULL);
 	RegisterSubXactCallback(on_subxact, NULL);
 }
 
 void lt_notify(const char *channel, const char *payload) {
 	Async_Notify(channel, payload);
-	add(Pending{0, 0, false, true, GetCurrentTransactionNestLevel()});
+	add(Pending{kNotify});
 }
 
 // livetrack._notify(channel, payload): pg_notify(), counted.
@@ -150,13 +166,49 @@ LT_FUNCTION(livetrack_set_driver_status) {
 	uint8 status = lt::status_from_name(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	if (driver_id <= 0 || status == lt::kStatusNoChange)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid driver status change")));
-	add(Pending{uint64(driver_id), status, true, false, GetCurrentTransactionNestLevel()});
+	Pending p{kStatus};
+	p.status = status;
+	p.driver_id = uint64(driver_id);
+	add(p);
+	add(Pending{kOrdersChanged});
 	PG_RETURN_VOID();
 }
 
 // livetrack._order_changed(): an open order's target or driver changed.
 LT_FUNCTION(livetrack_order_changed) {
 	lt_require_database();
-	add(Pending{0, 0, true, false, GetCurrentTransactionNestLevel()});
+	add(Pending{kOrdersChanged});
+	PG_RETURN_VOID();
+}
+
+// livetrack._random_secret(): 32 bytes from the operating system's CSPRNG.
+LT_FUNCTION(livetrack_random_secret) {
+	bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + lt::kSecretBytes));
+	SET_VARSIZE(b, VARHDRSZ + lt::kSecretBytes);
+	if (!pg_strong_random(VARDATA(b), lt::kSecretBytes))
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate a random secret")));
+	PG_RETURN_BYTEA_P(b);
+}
+
+// livetrack._install_key(key_id, driver_id, secret): usable once committed.
+LT_FUNCTION(livetrack_install_key) {
+	lt_require_database();
+	bytea *s = PG_ARGISNULL(0) || PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2);
+	if (s == NULL || VARSIZE_ANY_EXHDR(s) != lt::kSecretBytes)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("a signing key needs an id and 32 bytes")));
+	Pending p{kInstallKey};
+	p.key_id = uint32(PG_GETARG_INT32(0));
+	p.driver_id = PG_ARGISNULL(1) ? 0 : uint64(PG_GETARG_INT64(1));
+	memcpy(p.secret, VARDATA_ANY(s), lt::kSecretBytes);
+	add(p);
+	PG_RETURN_VOID();
+}
+
+// livetrack._revoke_key(key_id): at commit.
+LT_FUNCTION(livetrack_revoke_key) {
+	lt_require_database();
+	Pending p{kRevokeKey};
+	p.key_id = uint32(PG_GETARG_INT32(0));
+	add(p);
 	PG_RETURN_VOID();
 }
