@@ -12,8 +12,8 @@ namespace lt {
 	X(received_messages)   /* binary messages, JSON lines and ingest() calls */               \
 	X(accepted_records)    /* validated and put on the ring */                                 \
 	X(rejected_malformed)  /* undecodable datagrams, frames or lines; reserved bits set */     \
-	X(rejected_auth)       /* unsigned where livetrack.auth forbids it, or signed (no keys) */ \
-	X(rejected_replay)     /* anti-replay window (needs signing keys: always 0 for now) */     \
+	X(rejected_auth)       /* unsigned where livetrack.auth forbids it; bad key or tag */       \
+	X(rejected_replay)     /* signed, but the key's anti-replay window refused the seq */      \
 	X(rejected_range)      /* field out of range */                                            \
 	X(rejected_clock)      /* ts outside [now - max_late, now + max_future] */                \
 	X(late_records)        /* accepted, but not newer than the live position */                \
