@@ -3,11 +3,15 @@
 // assign_order() makes its driver busy and deliver_order() makes it
 // available again, but only if the transaction commits: the status changes
 // are noted here and handed to the listener (the only process that moves
-// drivers) just before commit. A commit that changed an open order bumps
+// drivers) once it has. A commit that changed an open order bumps
 // orders_gen so the flushers reload the orders they follow, and NOTIFYs are
-// counted once they are sent. create_key() installs its key in shared memory
-// just before commit (a full store aborts the transaction); revoke_key()
-// revokes it at commit, so it takes effect at once.
+// counted once they are sent. The status changes are handed over after the
+// commit record is written, so a transaction that fails at its very end
+// (a serialization failure, a full NOTIFY queue) changes no driver.
+// create_key() installs its key in shared memory just before commit (a full
+// store aborts the transaction; a key whose commit then fails is installed
+// but its secret was never returned from a committed transaction, and it is
+// gone after a restart); revoke_key() revokes it at commit, at once.
 #include <algorithm>
 
 #include "../core/clock.hpp"
@@ -55,7 +59,6 @@ void forget(void) {
 
 // Before commit, where an error still aborts the transaction cleanly.
 void before_commit(void) {
-	bool wake = false;
 	for (int i = 0; i < n_pending; i++) {
 		const Pending &q = pending[i];
 		if (q.kind == kInstallKey &&
@@ -63,25 +66,33 @@ void before_commit(void) {
 			ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			                errmsg("livetrack has no room for another signing key"),
 			                errhint("Raise livetrack.max_keys (%u) and restart the server.", lt_keys.capacity())));
-		if (q.kind != kStatus)
-			continue;
-		lt::Ping p{};
-		p.fix.driver_id = q.driver_id;
-		p.fix.status = q.status;
-		p.received_us = lt::now_us();
-		p.fix.ts_ms = p.received_us / 1000;
-		p.flags = lt::kPingStatusOnly;
-		while (!lt_ingest.push(p)) {
-			SetLatch(lt_latch_of(lt_ctl->listener_procno) ?: MyLatch);
-			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		wake = true;
 	}
-	if (wake)
+}
+
+// Where this session's last status change sits in the ingest queue.
+uint64 own_status_pos;
+
+// After the commit record, so a status change never outlives a transaction
+// that failed; nothing here may raise an error. A full ingest queue means the
+// listener is behind: wait for it, but not forever (it may be down).
+void push_status(const Pending &q) {
+	lt::Ping p{};
+	p.fix.driver_id = q.driver_id;
+	p.fix.status = q.status;
+	p.received_us = lt::now_us();
+	p.fix.ts_ms = p.received_us / 1000;
+	p.flags = lt::kPingStatusOnly;
+	for (int waited_ms = 0; !lt_ingest.push(p); waited_ms++) {
+		if (waited_ms == 5000) {
+			elog(WARNING, "livetrack: the listener is not taking status changes; driver %llu stays as it was",
+			     (unsigned long long)q.driver_id);
+			return;
+		}
 		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
 			SetLatch(l);
+		pg_usleep(1000);
+	}
+	own_status_pos = lt_ingest.head();
 }
 
 // After commit: nothing here may fail.
@@ -93,6 +104,11 @@ void after_commit(void) {
 		notifies += pending[i].kind == kNotify;
 		if (pending[i].kind == kRevokeKey)
 			(void)lt_keys.revoke(pending[i].key_id);
+		if (pending[i].kind == kStatus) {
+			push_status(pending[i]);
+			if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
+				SetLatch(l);
+		}
 	}
 	if (changed) {
 		lt::fetch_add(lt_ctl->orders_gen, uint64(1));
@@ -171,6 +187,18 @@ LT_FUNCTION(livetrack_set_driver_status) {
 	p.driver_id = uint64(driver_id);
 	add(p);
 	add(Pending{kOrdersChanged});
+	PG_RETURN_VOID();
+}
+
+// livetrack._await_own_status(): read-your-writes for the status changes
+// this session committed, which the listener applies a moment later.
+LT_FUNCTION(livetrack_await_own_status) {
+	lt_require_shared();
+	for (int i = 0; i < 1000 && lt_ingest.tail() < own_status_pos; i++) {
+		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	PG_RETURN_VOID();
 }
 

@@ -224,9 +224,14 @@ CREATE TABLE livetrack.orders (
 CREATE UNIQUE INDEX orders_open_driver ON livetrack.orders (driver_id) WHERE status IN ('assigned', 'picked_up');
 
 -- Every status and near message, committed with the change that caused it.
--- event_id comes from livetrack._event_clock, whose row lock is held until
--- commit, so ids are handed out in commit order: a consumer that has read up
--- to N never finds a smaller id appearing later.
+-- A change records its event under a draft id (negative) and the payload
+-- without event_id; at commit a deferred trigger gives it its real id and
+-- rings the channels. The real ids are drawn under a lock that is held from
+-- then until the commit ends, so they are handed out in commit order: a
+-- consumer that has read up to N never finds a smaller id appearing later.
+-- Taking the lock only at commit, when every other lock of the transaction
+-- is held, means it can neither deadlock nor make anyone wait for a user's
+-- open transaction.
 CREATE TABLE livetrack.events (
     event_id   bigint PRIMARY KEY,
     order_id   bigint NOT NULL,
@@ -236,31 +241,47 @@ CREATE TABLE livetrack.events (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX events_order ON livetrack.events (order_id, event_id);
+CREATE SEQUENCE livetrack.events_event_id_seq;
+CREATE SEQUENCE livetrack._event_draft_seq;
+CREATE TABLE livetrack._event_clock (); -- a lock, nothing more
 
-CREATE TABLE livetrack._event_clock (last bigint NOT NULL);
-INSERT INTO livetrack._event_clock VALUES (0);
+CREATE FUNCTION livetrack._draft_event(order_id bigint, driver_id bigint, type text, payload jsonb) RETURNS bigint
+LANGUAGE sql BEGIN ATOMIC
+    INSERT INTO livetrack.events (event_id, order_id, driver_id, type, payload)
+    VALUES (-nextval('livetrack._event_draft_seq'), order_id, driver_id, type, payload)
+    RETURNING event_id;
+END;
 
--- The next event id, holding the clock until commit. Without wait (the
--- flusher, which must never queue behind a user's open transaction) it
--- returns NULL when another transaction holds the clock.
-CREATE FUNCTION livetrack._next_event_id(wait boolean) RETURNS bigint
+CREATE FUNCTION livetrack._publish_event() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     id bigint;
+    p jsonb;
 BEGIN
-    IF NOT wait THEN
-        PERFORM 1 FROM livetrack._event_clock FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
+    LOCK TABLE livetrack._event_clock IN EXCLUSIVE MODE;
+    id := nextval('livetrack.events_event_id_seq');
+    p := NEW.payload || jsonb_build_object('event_id', id);
+    UPDATE livetrack.events SET event_id = id, payload = p WHERE event_id = NEW.event_id;
+    -- NOTIFY is the doorbell, the row is the record: with the notification
+    -- queue half full (a LISTENer that stopped reading) the row still
+    -- commits, and the commit does not fail on a full queue.
+    IF pg_notification_queue_usage() < 0.5 THEN
+        PERFORM livetrack._notify('livetrack_order_' || NEW.order_id, p::text);
+        PERFORM livetrack._notify('livetrack_events', p::text);
     END IF;
-    UPDATE livetrack._event_clock SET last = last + 1 RETURNING last INTO id;
-    RETURN id;
+    RETURN NULL;
 END $$;
+CREATE CONSTRAINT TRIGGER events_publish AFTER INSERT ON livetrack.events
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION livetrack._publish_event();
 
 -- NOTIFY, counted in livetrack.stats (notifications) when the transaction commits.
 CREATE FUNCTION livetrack._notify(channel text, payload text) RETURNS void
 AS 'MODULE_PATHNAME', 'livetrack_notify' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Waits (up to a second) until the listener has applied the status changes
+-- this session committed.
+CREATE FUNCTION livetrack._await_own_status() RETURNS void
+AS 'MODULE_PATHNAME', 'livetrack_await_own_status' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- Sets a driver's live status when the calling transaction commits.
 CREATE FUNCTION livetrack._set_driver_status(driver_id bigint, status text) RETURNS void
@@ -325,50 +346,34 @@ CREATE FUNCTION livetrack._status_event(id bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     t record;
-    ev bigint := livetrack._next_event_id(true);
-    payload jsonb;
 BEGIN
     SELECT * INTO STRICT t FROM livetrack._track(id);
-    payload := jsonb_build_object('type', 'status', 'event_id', ev, 'order_id', id, 'driver_id', t.driver_id,
-                                  'status', t.status, 'lat', t.driver_lat, 'lon', t.driver_lon,
-                                  'ts', livetrack._utc(coalesce(t.driver_ts, now())),
-                                  'distance_m', t.distance_m, 'eta_s', t.eta_s, 'target', t.target);
-    INSERT INTO livetrack.events (event_id, order_id, driver_id, type, payload)
-    VALUES (ev, id, t.driver_id, 'status', payload);
-    PERFORM livetrack._notify('livetrack_order_' || id, payload::text);
-    PERFORM livetrack._notify('livetrack_events', payload::text);
+    PERFORM livetrack._draft_event(id, t.driver_id, 'status',
+        jsonb_build_object('type', 'status', 'order_id', id, 'driver_id', t.driver_id, 'status', t.status,
+                           'lat', t.driver_lat, 'lon', t.driver_lon,
+                           'ts', livetrack._utc(coalesce(t.driver_ts, now())),
+                           'distance_m', t.distance_m, 'eta_s', t.eta_s, 'target', t.target));
     PERFORM livetrack._order_changed();
 END $$;
 
 -- Called by the flusher, in the transaction that commits the fix: the
 -- driver has come within livetrack.near_radius of the order's target. NULL
--- when the event clock is busy (the next fix tries again) or the order has
--- moved on meanwhile.
+-- when the order has moved on meanwhile.
 CREATE FUNCTION livetrack._near_event(id bigint, driver bigint, target text, lat float8, lon float8,
                                       ts timestamptz, distance_m float8, eta_s float8)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     st text;
-    ev bigint;
-    payload jsonb;
 BEGIN
     SELECT o.status INTO st FROM livetrack.orders o WHERE o.order_id = id AND o.driver_id = driver;
     IF st IS DISTINCT FROM (CASE target WHEN 'pickup' THEN 'assigned' ELSE 'picked_up' END) THEN
         RETURN NULL;
     END IF;
-    ev := livetrack._next_event_id(false);
-    IF ev IS NULL THEN
-        RETURN NULL;
-    END IF;
-    payload := jsonb_build_object('type', 'near', 'event_id', ev, 'order_id', id, 'driver_id', driver,
-                                  'status', st, 'lat', lat, 'lon', lon, 'ts', livetrack._utc(ts),
-                                  'distance_m', distance_m, 'eta_s', eta_s, 'target', target);
-    INSERT INTO livetrack.events (event_id, order_id, driver_id, type, payload)
-    VALUES (ev, id, driver, 'near', payload);
-    PERFORM livetrack._notify('livetrack_order_' || id, payload::text);
-    PERFORM livetrack._notify('livetrack_events', payload::text);
-    RETURN ev;
+    RETURN livetrack._draft_event(id, driver, 'near',
+        jsonb_build_object('type', 'near', 'order_id', id, 'driver_id', driver, 'status', st, 'lat', lat,
+                           'lon', lon, 'ts', livetrack._utc(ts), 'distance_m', distance_m, 'eta_s', eta_s,
+                           'target', target));
 END $$;
 
 -- What the flushers follow: open orders, their targets, and whether the near
@@ -449,6 +454,9 @@ DECLARE
     st text;
     cand record;
 BEGIN
+    -- This session's own status changes (a delivery just committed, say)
+    -- are in the live state before we look at it.
+    PERFORM livetrack._await_own_status();
     IF assign_order.driver_id IS NOT NULL THEN
         SELECT l.status INTO st FROM livetrack.driver_position(assign_order.driver_id) l;
         IF NOT FOUND THEN
@@ -535,8 +543,22 @@ BEGIN
     PERFORM livetrack._status_event(o.order_id);
 END $$;
 
-REVOKE EXECUTE ON FUNCTION livetrack._near_event(bigint, bigint, text, float8, float8,
-    timestamptz, float8, float8), livetrack._open_orders() FROM PUBLIC;
+-- Order changes run as the extension owner; who may make them is granted:
+-- GRANT EXECUTE ON FUNCTION livetrack.create_order(...) ... TO app (README).
+ALTER FUNCTION livetrack.create_order(float8, float8, float8, float8, jsonb) SECURITY DEFINER;
+ALTER FUNCTION livetrack.assign_order(bigint, bigint) SECURITY DEFINER;
+ALTER FUNCTION livetrack.pickup_order(bigint) SECURITY DEFINER;
+ALTER FUNCTION livetrack.deliver_order(bigint) SECURITY DEFINER;
+ALTER FUNCTION livetrack.cancel_order(bigint) SECURITY DEFINER;
+ALTER FUNCTION livetrack.track_order(bigint) SECURITY DEFINER;
+REVOKE EXECUTE ON FUNCTION livetrack.create_order(float8, float8, float8, float8, jsonb),
+    livetrack.assign_order(bigint, bigint), livetrack.pickup_order(bigint), livetrack.deliver_order(bigint),
+    livetrack.cancel_order(bigint), livetrack.track_order(bigint),
+    livetrack._near_event(bigint, bigint, text, float8, float8, timestamptz, float8, float8),
+    livetrack._open_orders(), livetrack._notify(text, text), livetrack._set_driver_status(bigint, text),
+    livetrack._order_changed(), livetrack._await_own_status(), livetrack._draft_event(bigint, bigint, text, jsonb),
+    livetrack._status_event(bigint), livetrack._lock_order(bigint, text[], text), livetrack._track(bigint),
+    livetrack._require_order(bigint) FROM PUBLIC;
 
 -- Signing keys (SPEC 2.3) -----------------------------------------------------
 

@@ -178,6 +178,8 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 		lt_registry_upsert(pings, int(got));
 		lt_orders_push(pings, int(got), me, n_flushers);
 		PopActiveSnapshot();
+		if (lt_orders_recorded_event())
+			pipelined = false;
 		if (pipelined)
 			(void)set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true,
 			                        0, false);

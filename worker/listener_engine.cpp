@@ -214,10 +214,9 @@ void ListenerEngine::accept_fix(const Fix &f, int64_t received_us) {
 
 // An order changed the driver's status (its transaction has committed): the
 // live state now, and livetrack.drivers through a flusher, so that a restart
-// rebuilds it. A driver not in the live state has nothing to change.
+// rebuilds it (also for a driver the full live state does not hold).
 void ListenerEngine::apply_status(const Ping &in) {
-	if (!live_.set_status(in.fix.driver_id, in.fix.status))
-		return;
+	(void)live_.set_status(in.fix.driver_id, in.fix.status);
 	Ping p = in;
 	p.flags = kPingStatusOnly | kPingRegister;
 	ring_.push(p);

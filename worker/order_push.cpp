@@ -26,6 +26,7 @@ MemoryContext watch_ctx;
 HTAB *watches; // NULL until loaded
 uint64 loaded_gen;
 uint64 batch_no;
+bool recorded_event; // this batch drafted a near event (it commits synchronously)
 
 HTAB *new_table(void) {
 	if (watch_ctx == NULL)
@@ -115,6 +116,10 @@ void push(const lt::Ping *pings, int n, uint32 me, uint32 n_flushers, uint64 gen
 		return;
 	batch_no++;
 	int64 now = lt::now_us(), interval_us = int64(lt_notify_interval_ms) * 1000;
+	// Positions are a courtesy: with the notification queue half full (a
+	// LISTENer that stopped reading) they are not sent, so the commit never
+	// fails on a full queue.
+	bool positions = DatumGetFloat8(DirectFunctionCall1(pg_notification_queue_usage, (Datum)0)) < 0.5;
 	// Newest first: the first fix of a driver met is the one a position
 	// message carries.
 	for (int i = n - 1; i >= 0; i--) {
@@ -126,14 +131,16 @@ void push(const lt::Ping *pings, int n, uint32 me, uint32 n_flushers, uint64 gen
 			continue;
 		lt::PushDecision d =
 		    lt::watch_fix(*w, p.fix, (p.flags & lt::kPingLate) != 0, batch_no, now, interval_us, lt_near_radius_m);
-		if (d.position) {
+		if (d.position && positions) {
 			char channel[NAMEDATALEN], payload[512];
 			snprintf(channel, sizeof channel, "livetrack_order_%llu", (unsigned long long)w->order_id);
 			if (lt::format_position(payload, sizeof payload, *w, p.fix, d) < int(sizeof payload))
 				lt_notify(channel, payload);
 		}
-		if (d.near && near_event(*w, p.fix, d))
+		if (d.near && near_event(*w, p.fix, d)) {
 			w->near_sent = true;
+			recorded_event = true;
+		}
 	}
 }
 
@@ -145,7 +152,10 @@ void lt_orders_forget(void) {
 		MemoryContextReset(watch_ctx); // also what a failed reload had built
 }
 
+bool lt_orders_recorded_event(void) { return recorded_event; }
+
 void lt_orders_push(const lt::Ping *pings, int n, uint32 me, uint32 n_flushers) {
+	recorded_event = false;
 	uint64 gen = lt::load_acquire(lt_ctl->orders_gen);
 	if (watches != NULL && gen == loaded_gen && hash_get_num_entries(watches) == 0)
 		return; // nothing to follow: the common case costs one load
@@ -169,6 +179,7 @@ void lt_orders_push(const lt::Ping *pings, int n, uint32 me, uint32 n_flushers) 
 		ereport(WARNING, (errmsg("livetrack flusher: order messages of this batch not sent: %s", e->message)));
 		FreeErrorData(e);
 		lt_orders_forget(); // what it knew may have been rolled back
+		recorded_event = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(ctx);

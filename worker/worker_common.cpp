@@ -16,6 +16,9 @@ void lt_worker_start(void) {
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(lt_database, NULL, 0);
+	// Each short transaction must see what committed before it started (the
+	// flushers reload orders that way), whatever the server's default is.
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 bool lt_worker_interrupts(void) {

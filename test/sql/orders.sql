@@ -77,6 +77,26 @@ SELECT livetrack.wait_flushed();
 SELECT status FROM livetrack.live WHERE driver_id = 6001;
 SELECT count(*) AS orders_of_6001 FROM livetrack.orders WHERE driver_id = 6001 AND status <> 'delivered';
 
+-- A rolled-back savepoint takes its status change with it.
+BEGIN;
+SELECT livetrack.create_order(-1.2901, 36.8201, -1.2800, 36.8100) AS g \gset
+SAVEPOINT s;
+SELECT livetrack.assign_order(:g, 6001) AS driver;
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT livetrack.wait_flushed();
+SELECT o.status AS order_status, l.status AS driver_status
+FROM livetrack.orders o, livetrack.live l WHERE o.order_id = :g AND l.driver_id = 6001;
+
+-- A delivery's driver can take the next order at once, in the same session:
+-- its own status changes are applied before assign_order() looks.
+SELECT livetrack.assign_order(:g, 6001) AS driver;
+SELECT livetrack.pickup_order(:g);
+SELECT livetrack.deliver_order(:g);
+SELECT livetrack.create_order(-1.2901, 36.8201, -1.2800, 36.8100) AS h \gset
+SELECT livetrack.assign_order(:h, 6001) AS driver;
+SELECT livetrack.cancel_order(:h);
+
 -- Errors carry a SQLSTATE.
 SELECT call, f.* FROM (VALUES
     ('SELECT livetrack.track_order(999999)'),
@@ -101,7 +121,7 @@ SELECT order_id - :a AS nth_order, type, driver_id, payload->>'status' AS status
        (payload->>'event_id')::bigint = event_id AS id_in_payload
 FROM livetrack.events ORDER BY event_id;
 SELECT bool_and(event_id > 0) AND count(DISTINCT event_id) = count(*) AS ids_unique,
-       (SELECT last FROM livetrack._event_clock) = max(event_id) AS clock_matches
+       (SELECT last_value FROM livetrack.events_event_id_seq) = max(event_id) AS from_the_sequence
 FROM livetrack.events;
 SELECT payload ?& ARRAY['type', 'order_id', 'driver_id', 'status', 'lat', 'lon', 'ts', 'distance_m', 'eta_s']
            AS spec_fields,

@@ -146,7 +146,23 @@ $h2->finish;
 is($out2 =~ s/\s+$//r, '7102', 'then takes the next driver') or diag $err2;
 is($node->safe_psql('postgres', "SELECT string_agg(driver_id::text, ',' ORDER BY order_id) FROM livetrack.orders WHERE order_id IN ($o1, $o2)"),
 	'7101,7102', 'both orders committed with different drivers');
+
+# An open transaction that changed an order holds nobody else up, and event
+# ids follow commit order: s1 changes o1 first but commits last.
+my $s2 = $node->background_psql('postgres');
+$s1->query_safe('BEGIN');
+$s1->query_safe("SELECT livetrack.cancel_order($o1)");
+$s2->query_safe('BEGIN');
+$s2->query_safe("SELECT livetrack.pickup_order($o2)");
+pass('a change of another order does not wait for the open transaction');
+$s2->query_safe('COMMIT');
+$s1->query_safe('COMMIT');
+my ($picked, $cancelled) = map {
+	$node->safe_psql('postgres', "SELECT event_id FROM livetrack.events WHERE payload->>'status' = '$_->[1]' AND order_id = $_->[0]")
+} [ $o2, 'picked_up' ], [ $o1, 'cancelled' ];
+ok($picked < $cancelled, "the event committed first has the smaller id ($picked < $cancelled)");
 $s1->quit;
+$s2->quit;
 
 # A restart in the middle of an order: the driver is still busy, and the
 # flushers pick the order up again.
