@@ -252,8 +252,10 @@ LANGUAGE sql BEGIN ATOMIC
     RETURNING event_id;
 END;
 
+-- SECURITY DEFINER: it fires at commit, outside the order function that
+-- drafted the event, as whichever role commits.
 CREATE FUNCTION livetrack._publish_event() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
     id bigint;
     p jsonb;
@@ -558,7 +560,7 @@ REVOKE EXECUTE ON FUNCTION livetrack.create_order(float8, float8, float8, float8
     livetrack._open_orders(), livetrack._notify(text, text), livetrack._set_driver_status(bigint, text),
     livetrack._order_changed(), livetrack._await_own_status(), livetrack._draft_event(bigint, bigint, text, jsonb),
     livetrack._status_event(bigint), livetrack._lock_order(bigint, text[], text), livetrack._track(bigint),
-    livetrack._require_order(bigint) FROM PUBLIC;
+    livetrack._require_order(bigint), livetrack._publish_event() FROM PUBLIC;
 
 -- Signing keys (SPEC 2.3) -----------------------------------------------------
 

@@ -130,3 +130,21 @@ FROM livetrack.events WHERE order_id = :a AND payload->>'status' = 'assigned';
 -- Each event rang two channels; the rolled-back ones rang none.
 SELECT s.value - :notifications_before = 2 * (SELECT count(*) FROM livetrack.events) AS notifications_counted
 FROM livetrack.stats s WHERE s.metric = 'notifications';
+
+-- Order functions are granted, not open to everyone; granted, they work
+-- without privileges on the tables behind them.
+CREATE ROLE livetrack_regress_dispatch;
+GRANT USAGE ON SCHEMA livetrack TO livetrack_regress_dispatch;
+SET ROLE livetrack_regress_dispatch;
+SELECT livetrack.create_order(0, 0, 0, 0);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION livetrack.create_order, livetrack.track_order TO livetrack_regress_dispatch;
+SET ROLE livetrack_regress_dispatch;
+SELECT status FROM livetrack.track_order(livetrack.create_order(0, 0, 0, 0));
+SELECT count(*) FROM livetrack.orders;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE ALL ON FUNCTION livetrack.create_order, livetrack.track_order FROM livetrack_regress_dispatch;
+REVOKE USAGE ON SCHEMA livetrack FROM livetrack_regress_dispatch;
+DROP ROLE livetrack_regress_dispatch;
