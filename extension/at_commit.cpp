@@ -8,10 +8,9 @@
 // counted once they are sent. The status changes are handed over after the
 // commit record is written, so a transaction that fails at its very end
 // (a serialization failure, a full NOTIFY queue) changes no driver.
-// create_key() installs its key in shared memory just before commit (a full
-// store aborts the transaction; a key whose commit then fails is installed
-// but its secret was never returned from a committed transaction, and it is
-// gone after a restart); revoke_key() revokes it at commit, at once.
+// create_key() installs its key in shared memory at commit (a store with no
+// room fails the transaction before), revoke_key() revokes it at commit:
+// both take effect at once, and a rolled-back key never works.
 #include <algorithm>
 
 #include "../core/clock.hpp"
@@ -57,16 +56,17 @@ void forget(void) {
 	n_pending = cap_pending = 0;
 }
 
-// Before commit, where an error still aborts the transaction cleanly.
+// Before commit, where an error still aborts the transaction cleanly: a key
+// that will not fit fails its transaction. (Another one committing at the
+// same moment can still take the last slot; after_commit() then warns.)
 void before_commit(void) {
-	for (int i = 0; i < n_pending; i++) {
-		const Pending &q = pending[i];
-		if (q.kind == kInstallKey &&
-		    lt_keys.install(q.key_id, q.driver_id, q.secret) == lt::KeyStore::Install::Full)
-			ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			                errmsg("livetrack has no room for another signing key"),
-			                errhint("Raise livetrack.max_keys (%u) and restart the server.", lt_keys.capacity())));
-	}
+	uint32 installs = 0;
+	for (int i = 0; i < n_pending; i++)
+		installs += pending[i].kind == kInstallKey;
+	if (installs > 0 && lt_keys.size() + installs > lt_keys.capacity())
+		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+		                errmsg("livetrack has no room for another signing key"),
+		                errhint("Raise livetrack.max_keys (%u) and restart the server.", lt_keys.capacity())));
 }
 
 // Where this session's last status change sits in the ingest queue.
@@ -97,19 +97,26 @@ void push_status(const Pending &q) {
 
 // After commit: nothing here may fail.
 void after_commit(void) {
-	bool changed = false;
+	bool changed = false, status = false;
 	uint64 notifies = 0;
 	for (int i = 0; i < n_pending; i++) {
 		changed |= pending[i].kind == kOrdersChanged;
 		notifies += pending[i].kind == kNotify;
 		if (pending[i].kind == kRevokeKey)
 			(void)lt_keys.revoke(pending[i].key_id);
+		if (pending[i].kind == kInstallKey &&
+		    lt_keys.install(pending[i].key_id, pending[i].driver_id, pending[i].secret) ==
+		        lt::KeyStore::Install::Full)
+			elog(WARNING, "livetrack: no room for signing key %u (livetrack.max_keys); it works after a restart",
+			     pending[i].key_id);
 		if (pending[i].kind == kStatus) {
 			push_status(pending[i]);
-			if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
-				SetLatch(l);
+			status = true;
 		}
 	}
+	if (status)
+		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
+			SetLatch(l);
 	if (changed) {
 		lt::fetch_add(lt_ctl->orders_gen, uint64(1));
 		lt_wake_flushers();
