@@ -82,8 +82,8 @@ void reload(uint32 me, uint32 n_flushers) {
 	watches = t;
 }
 
-// Records the near event; false if it was not (the order moved on, or the
-// event clock is held by another transaction: a later fix tries again).
+// Drafts the near event (it gets its id and rings at commit); false if the
+// order has moved on meanwhile.
 bool near_event(const lt::OrderWatch &w, const lt::Fix &f, const lt::PushDecision &d) {
 	Oid types[8] = {INT8OID, INT8OID, TEXTOID, FLOAT8OID, FLOAT8OID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID};
 	Datum args[8] = {
