@@ -127,4 +127,10 @@ bool replay_accept(KeyEntry &e, uint32_t seq) {
 	return true;
 }
 
+void replay_resume(KeyEntry &e, uint32_t saved_high) {
+	e.seen = 1;
+	e.high_seq = saved_high;
+	e.window = ~uint64_t(0);
+}
+
 } // namespace lt

@@ -46,6 +46,8 @@ public:
 	bool revoke(uint32_t key_id);
 	// Lock-free; nullptr if unknown. The secret and driver are immutable once found.
 	KeyEntry *find(uint32_t key_id) const;
+	// Entry i < size(), in installation order (for saving the windows).
+	KeyEntry &at(uint32_t i) const { return entries_[i]; }
 	// Listener only, when the extension was dropped.
 	void clear();
 
@@ -65,5 +67,10 @@ static_assert(std::is_trivially_default_constructible_v<KeyStore>);
 // Listener only. True, and the sequence number recorded, if `seq` has not
 // been seen and is less than 64 below the highest one seen.
 bool replay_accept(KeyEntry &e, uint32_t seq);
+
+// Listener only, before it serves: the window of a key whose highest
+// sequence number was saved before a restart. Everything up to it counts as
+// seen (what came below it out of order is lost with the old window).
+void replay_resume(KeyEntry &e, uint32_t saved_high);
 
 } // namespace lt

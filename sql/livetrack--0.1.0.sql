@@ -572,7 +572,8 @@ CREATE TABLE livetrack.keys (
     driver_id  bigint CHECK (driver_id > 0), -- NULL: a gateway key, may sign for any driver
     secret     bytea NOT NULL CHECK (length(secret) = 32),
     created_at timestamptz NOT NULL DEFAULT now(),
-    revoked_at timestamptz
+    revoked_at timestamptz,
+    last_seq   bigint -- the highest sequence number seen, saved every few seconds (anti-replay across restarts)
 );
 REVOKE ALL ON livetrack.keys FROM PUBLIC;
 

@@ -23,6 +23,7 @@
 #include "../core/clock.hpp"
 #include "../core/flush_policy.hpp"
 #include "history.hpp"
+#include "key_windows.hpp"
 #include "order_push.hpp"
 #include "worker_common.hpp"
 
@@ -41,9 +42,11 @@ PGDLLEXPORT void livetrack_flusher_main(Datum arg);
 namespace {
 
 constexpr int64 kMaintenanceEveryUs = 60 * 1000000LL;
+constexpr int64 kSaveWindowsEveryUs = 5 * 1000000LL; // replays possible after a crash: up to this much
 
 MemoryContext batch_ctx;
 int64 next_maintenance_us;
+int64 next_windows_us;
 Oid extension; // the livetrack extension we write for; static: survives the longjmp
 lt::FlushCost cost = lt::kInitialFlushCost; // what a batch takes, learnt as we go
 uint32 me;                                  // this flusher's share: drivers with consumer_of() == me
@@ -205,6 +208,7 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 		publish(Committed{end, 0, 0, 0, 0});
 		lt_history_forget();
 		lt_orders_forget();
+		lt_key_windows_forget();
 		return false;
 	}
 	settle(!pipelined); // a synchronous commit is already flushed: finish it now
@@ -236,6 +240,7 @@ void livetrack_flusher_main(Datum arg) {
 		MemoryContextReset(batch_ctx);
 		lt_history_forget();
 		lt_orders_forget();
+		lt_key_windows_forget();
 		lt::fetch_add_relaxed(lt_ctl->counters.flush_errors, uint64(1));
 		pgstat_report_activity(STATE_IDLE, NULL);
 		RESUME_INTERRUPTS();
@@ -257,6 +262,10 @@ void livetrack_flusher_main(Datum arg) {
 		if (me == 0 && now >= next_maintenance_us) {
 			next_maintenance_us = now + kMaintenanceEveryUs;
 			lt_history_maintain();
+		}
+		if (me == 0 && now >= next_windows_us) {
+			next_windows_us = now + kSaveWindowsEveryUs;
+			lt_key_windows_save();
 		}
 
 		// The next run: up to batch records of ours, in a window that other

@@ -190,16 +190,18 @@ static void rebuild_live(void) {
 }
 
 // Loads the signing keys that are not revoked (shared memory is fresh after
-// a server start or crash). Keys created meanwhile install themselves at
-// commit; installing one twice keeps the first.
+// a server start or crash), with their replay windows as flusher 1 last
+// saved them. Keys created meanwhile install themselves at commit;
+// installing one twice keeps the first.
 static void rebuild_keys(void) {
 	MemoryContext caller = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT key_id, coalesce(driver_id, 0), secret FROM livetrack.keys WHERE revoked_at IS NULL", true,
-	                0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT key_id, coalesce(driver_id, 0), secret, last_seq FROM livetrack.keys "
+	                "WHERE revoked_at IS NULL",
+	                true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "livetrack listener: could not read livetrack.keys");
 	uint64 loaded = 0;
 	for (uint64 r = 0; r < SPI_processed; r++) {
@@ -217,6 +219,11 @@ static void rebuild_keys(void) {
 			                         lt_keys.capacity())));
 			break;
 		}
+		// The window goes on from where it was saved; nothing is served yet.
+		Datum last = SPI_getbinval(tup, desc, 4, &isnull);
+		if (!isnull)
+			if (lt::KeyEntry *e = lt_keys.find(key_id))
+				lt::replay_resume(*e, uint32(DatumGetInt64(last)));
 		loaded++;
 	}
 	PopActiveSnapshot();

@@ -81,10 +81,17 @@ my ($rb, $rb_hex) = split /\|/, $node->safe_psql('postgres',
 	'BEGIN; SELECT key_id, encode(secret, \'hex\') FROM livetrack.create_key(); ROLLBACK;');
 is(send_acks(signed($rb, pack('H*', $rb_hex), 1, fix(8212))), '2/0', 'a rolled-back key is refused');
 
-# After a restart the keys come back from livetrack.keys; revoked ones do not.
+# After a restart the keys come back from livetrack.keys; revoked ones do
+# not. Their windows come back too, once flusher 1 has saved them.
+my $before_restart = signed($dev, $dev_secret, 7, fix(8001));
+is(send_acks($before_restart), '0/1', 'a message the device sends before the restart');
+ok($node->poll_query_until('postgres', "SELECT last_seq = 7 FROM livetrack.keys WHERE key_id = $dev"),
+	'the window is saved');
 $node->restart;
 wait_serving($node);
 like(slurp_file($node->logfile), qr/2 signing keys loaded/, 'the unrevoked keys are reloaded');
+is(send_acks($before_restart), '2/0', 'replaying it after the restart is refused');
+is(stat_value($node, 'rejected_replay'), '1', 'as a replay');
 is(send_acks(signed($dev, $dev_secret, 1000, fix(8001))), '0/1', 'the device key works after the restart');
 is(send_acks(signed($gw, $gw_secret, 1000, fix(8213))), '2/0', 'the revoked key stays revoked');
 is(stat_value($node, 'signing_keys'), '2', 'two keys in shared memory');

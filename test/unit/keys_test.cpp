@@ -156,6 +156,16 @@ TEST(ReplayWindow, Rfc4303SlidingWindow) {
 	EXPECT_TRUE(replay_accept(z, 0xFFFFFFFFu));
 }
 
+TEST(ReplayWindow, ResumedAfterARestart) {
+	KeyEntry e{};
+	replay_resume(e, 500);
+	EXPECT_FALSE(replay_accept(e, 500));
+	EXPECT_FALSE(replay_accept(e, 470)); // in the window, but counted as seen
+	EXPECT_FALSE(replay_accept(e, 3));
+	EXPECT_TRUE(replay_accept(e, 501));
+	EXPECT_FALSE(replay_accept(e, 501));
+}
+
 TEST(JudgeSigned, GatewayKeyFromAnywhere) {
 	std::vector<Fix> fixes = {make_fix(11, kNow), make_fix(12, kNow)};
 	for (const Policy *p : {&kTrust, &kRequired}) {
