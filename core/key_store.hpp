@@ -15,7 +15,6 @@
 namespace lt {
 
 constexpr size_t kSecretBytes = 32;
-constexpr size_t kTagBytes = 16;
 
 struct KeyEntry {
 	uint32_t key_id;
