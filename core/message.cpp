@@ -48,7 +48,9 @@ void judge_message(const uint8_t *frame, const wire::Header &h, bool peer_loopba
 	out.accepted = 0;
 	out.message = Reject::None;
 	const KeyEntry *key = nullptr;
-	if (h.reserved != 0)
+	// An unsigned header has no key and no sequence: anything there is as
+	// malformed as a set reserved field (SPEC 2.1: "0 when unsigned").
+	if (h.reserved != 0 || (!h.is_signed() && (h.key_id != 0 || h.seq != 0)))
 		out.message = Reject::Malformed;
 	else if (h.is_signed() && p.auth != AuthMode::Off)
 		key = verified_key(frame, h, keys, out.message);

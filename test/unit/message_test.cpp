@@ -89,8 +89,8 @@ TEST(JudgeMessage, UnsignedFromAnywhereWhenAuthOff) {
 }
 
 TEST(JudgeMessage, SignedRejectedUnlessAuthOff) {
-	// Signing keys are not implemented: no tag can be verified, so signed
-	// input is refused wherever authentication is on, even from loopback.
+	// Without a key store no tag can be verified, so signed input is
+	// refused wherever authentication is on, even from loopback.
 	for (bool lo : {false, true}) {
 		auto v = judge(make_frame(good_fixes(2), wire::kFlagSigned, 0, 7, 1), lo, kTrust);
 		EXPECT_EQ(v.message, Reject::Auth) << lo;
@@ -118,6 +118,20 @@ TEST(JudgeMessage, RequiredRefusesUnsignedEvenFromLoopbackAndSignedWithoutKeys) 
 		v = judge(make_frame(good_fixes(2), wire::kFlagSigned, 0, 7, 1), lo, kRequired);
 		EXPECT_EQ(v.message, Reject::Auth) << lo;
 		EXPECT_EQ(v.accepted, 0) << lo;
+	}
+}
+
+TEST(JudgeMessage, UnsignedHeaderWithKeyOrSequenceIsMalformed) {
+	// key_id and seq are 0 when unsigned; a device that sets them without the
+	// SIGNED flag is confused about what it sends.
+	for (auto [key_id, seq] : {std::pair<uint32_t, uint32_t>{7, 0}, {0, 1}, {7, 1}}) {
+		for (const Policy *p : {&kTrust, &kOff}) {
+			auto v = judge(make_frame(good_fixes(3), 0, 0, key_id, seq), true, *p);
+			EXPECT_EQ(v.message, Reject::Malformed) << key_id << " " << seq;
+			EXPECT_EQ(v.accepted, 0);
+			EXPECT_EQ(v.record[2], Reject::Malformed);
+			EXPECT_EQ(v.ack_status(), wire::kAckRejected);
+		}
 	}
 }
 
