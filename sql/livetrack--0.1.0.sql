@@ -184,6 +184,16 @@ LANGUAGE sql VOLATILE BEGIN ATOMIC
     ORDER BY c.driver_id;
 END;
 
+-- Text (WKT, EWKT, hex EWKB), and so untyped literals and parameters: with
+-- only the two above, drivers_within('POLYGON(...)') or drivers_within($1)
+-- would match both and fail as ambiguous (PostGIS has ST_AsText(text) for
+-- the same reason). Read as geometry.
+CREATE FUNCTION livetrack.drivers_within(area text, max_age interval DEFAULT '60 s')
+RETURNS TABLE (driver_id bigint, lat float8, lon float8, ts timestamptz, status text)
+LANGUAGE sql VOLATILE BEGIN ATOMIC
+    SELECT * FROM livetrack.drivers_within(area::geometry, max_age);
+END;
+
 -- Operations -----------------------------------------------------------------
 
 CREATE FUNCTION livetrack._stats() RETURNS TABLE (metric text, value bigint)
@@ -455,6 +465,8 @@ DECLARE
     chosen bigint;
     st text;
     cand record;
+    k int;
+    seen int;
 BEGIN
     -- This session's own status changes (a delivery just committed, say)
     -- are in the live state before we look at it.
@@ -482,20 +494,30 @@ BEGIN
     ELSE
         -- Nearest first. A candidate another transaction is assigning right
         -- now makes our UPDATE wait for it; if it commits we take the next.
-        FOR cand IN
-            SELECT n.driver_id FROM livetrack.nearest_drivers(livetrack._lat(o.pickup), livetrack._lon(o.pickup),
-                                                              64, radius, 'available', '60 s') n
-            WHERE NOT EXISTS (SELECT 1 FROM livetrack.orders x
-                              WHERE x.driver_id = n.driver_id AND x.status IN ('assigned', 'picked_up'))
+        -- Drivers the live state calls available may still be on an open
+        -- order (a device's own status byte wins there): if all of the
+        -- nearest k are, look again with a larger k.
+        k := 64;
         LOOP
-            BEGIN
-                UPDATE livetrack.orders SET status = 'assigned', driver_id = cand.driver_id, assigned_at = now()
-                WHERE orders.order_id = id;
-                chosen := cand.driver_id;
-                EXIT;
-            EXCEPTION WHEN unique_violation THEN
-                NULL;
-            END;
+            seen := 0;
+            FOR cand IN
+                SELECT n.driver_id FROM livetrack.nearest_drivers(livetrack._lat(o.pickup), livetrack._lon(o.pickup),
+                                                                  k, radius, 'available', '60 s') n
+            LOOP
+                seen := seen + 1;
+                CONTINUE WHEN EXISTS (SELECT 1 FROM livetrack.orders x
+                                      WHERE x.driver_id = cand.driver_id AND x.status IN ('assigned', 'picked_up'));
+                BEGIN
+                    UPDATE livetrack.orders SET status = 'assigned', driver_id = cand.driver_id, assigned_at = now()
+                    WHERE orders.order_id = id;
+                    chosen := cand.driver_id;
+                    EXIT;
+                EXCEPTION WHEN unique_violation THEN
+                    NULL;
+                END;
+            END LOOP;
+            EXIT WHEN chosen IS NOT NULL OR seen < k OR k >= 65536;
+            k := k * 16;
         END LOOP;
         IF chosen IS NULL THEN
             RAISE EXCEPTION 'no available driver within % m of the pickup of order %', radius, id

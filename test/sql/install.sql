@@ -32,3 +32,11 @@ WHERE attrelid = 'livetrack.stats'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS returns
 FROM pg_proc p WHERE p.pronamespace = 'livetrack'::regnamespace AND p.proname !~ '^_'
 ORDER BY p.proname, p.oid::regprocedure::text COLLATE "C";
+-- Argument names and defaults: callers use them (k => 20, max_age => '5 min').
+SELECT p.proname, pg_get_function_arguments(p.oid) AS arguments
+FROM pg_proc p WHERE p.pronamespace = 'livetrack'::regnamespace AND p.proname !~ '^_'
+ORDER BY p.proname, p.oid::regprocedure::text COLLATE "C";
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'livetrack.orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'livetrack.events'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;

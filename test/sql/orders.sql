@@ -148,3 +148,29 @@ RESET ROLE;
 REVOKE ALL ON FUNCTION livetrack.create_order, livetrack.track_order FROM livetrack_regress_dispatch;
 REVOKE USAGE ON SCHEMA livetrack FROM livetrack_regress_dispatch;
 DROP ROLE livetrack_regress_dispatch;
+
+-- Cancelled after pickup: the driver is freed as well.
+SELECT livetrack.create_order(-1.2901, 36.8201, -1.2800, 36.8100) AS i \gset
+SELECT livetrack.assign_order(:i, 6001) AS driver;
+SELECT livetrack.pickup_order(:i);
+SELECT livetrack.cancel_order(:i);
+SELECT livetrack.wait_flushed();
+SELECT o.status AS order_status, o.cancelled_at >= o.picked_up_at AS in_order, l.status AS driver_status
+FROM livetrack.orders o, livetrack.live l WHERE o.order_id = :i AND l.driver_id = 6001;
+
+-- assign_order(id, NULL) looks past the nearest 64 when all of them are on
+-- open orders although their devices say available. Around Kampala: 70
+-- drivers at the pickup, each given an order, whose devices then report
+-- available again, and one free driver 1 km north.
+SELECT count(livetrack.ingest(d, 0.3476 + (d - 6100) * 1e-6, 32.5825, now(), NULL, NULL, NULL, 'available'))
+FROM generate_series(6101, 6170) d;
+SELECT livetrack.ingest(6199, 0.3566, 32.5825, now(), NULL, NULL, NULL, 'available');
+SELECT livetrack.wait_flushed();
+SELECT count(livetrack.assign_order(livetrack.create_order(0.3476, 32.5825, 0.35, 32.59), d)) AS assigned
+FROM generate_series(6101, 6170) d;
+SELECT livetrack.wait_flushed();
+SELECT count(livetrack.ingest(d, 0.3476 + (d - 6100) * 1e-6, 32.5825, now(), NULL, NULL, NULL, 'available'))
+FROM generate_series(6101, 6170) d;
+SELECT livetrack.wait_flushed();
+SELECT count(*) AS available_on_orders FROM livetrack.nearest_drivers(0.3476, 32.5825, 100, 500);
+SELECT livetrack.assign_order(livetrack.create_order(0.3476, 32.5825, 0.35, 32.59)) AS driver;

@@ -56,6 +56,18 @@ SELECT a.name,
        (SELECT array_agg(driver_id ORDER BY driver_id) FROM livetrack.drivers_within(a.g)) AS same_as_postgis
 FROM areas a ORDER BY a.name;
 
+-- Untyped text (WKT, EWKT) is read as geometry, and a NULL area is no error.
+SELECT array_agg(driver_id ORDER BY driver_id) IS NOT DISTINCT FROM
+       (SELECT array_agg(driver_id ORDER BY driver_id)
+        FROM livetrack.drivers_within(ST_MakeEnvelope(31.045, -17.835, 31.06, -17.82, 4326))) AS ewkt_same,
+       count(*) > 0 AS some
+FROM livetrack.drivers_within('SRID=4326;POLYGON((31.045 -17.835, 31.06 -17.835, 31.06 -17.82, 31.045 -17.82, 31.045 -17.835))');
+SELECT count(*) AS wkt FROM livetrack.drivers_within('POLYGON((31.045 -17.835, 31.06 -17.835, 31.06 -17.82, 31.045 -17.82, 31.045 -17.835))', '1 h');
+SELECT count(*) AS null_area FROM livetrack.drivers_within(NULL);
+PREPARE within_param AS SELECT count(*) FROM livetrack.drivers_within($1);
+EXECUTE within_param('SRID=4326;POINT(0 0)');
+DEALLOCATE within_param;
+
 -- A circle from ST_Buffer(geography), and max_age.
 SELECT array_agg(driver_id ORDER BY driver_id) AS in_500m
 FROM livetrack.drivers_within(ST_Buffer(ST_MakePoint(31.05, -17.83)::geography, 500));
