@@ -21,6 +21,7 @@ enum LtListenerState : uint32_t {
 	LT_LISTENER_WAITING = 1,    // connected; the extension does not exist yet
 	LT_LISTENER_REBUILDING = 2, // loading the live state from history
 	LT_LISTENER_SERVING = 3,
+	LT_LISTENER_STOPPING = 4, // told to stop: takes no more input, waits for the flushers to commit the ring
 };
 
 // The control block at the start of the segment. Plain data only: positions

@@ -215,6 +215,32 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 	return true;
 }
 
+// SIGTERM. In a server stop the listener is told too: it stops taking input
+// (STOPPING), and we commit everything left on the ring (shared memory dies
+// with the server) until it has gone (DOWN); flusher 1 then saves the replay
+// windows, which no longer move. Told alone (pg_terminate_backend), with
+// the listener still serving after a second, we go at once: shared memory
+// stays, and the restarted flusher carries on from the ring.
+int64 stop_seen_us;
+
+bool may_exit(void) {
+	lt_worker_begin_stop();
+	int64 now = lt::mono_us();
+	if (stop_seen_us == 0)
+		stop_seen_us = now;
+	uint32 state = lt::load_acquire(lt_ctl->listener_state);
+	if (state == LT_LISTENER_STOPPING)
+		return false;
+	if (state != LT_LISTENER_DOWN)
+		return now - stop_seen_us > 1000000;
+	if (lt_ring.ready_from(next_pos(), 1) > 0)
+		return false;
+	settle(true);
+	if (me == 0 && OidIsValid(extension))
+		lt_key_windows_save();
+	return true;
+}
+
 } // namespace
 
 void livetrack_flusher_main(Datum arg) {
@@ -250,6 +276,8 @@ void livetrack_flusher_main(Datum arg) {
 
 	for (;;) {
 		lt_worker_interrupts();
+		if (lt_stop_requested && may_exit())
+			proc_exit(1); // not 0: a worker that exits with 0 is not restarted
 		if (!OidIsValid(extension)) {
 			extension = lt_extension_oid();
 			if (!OidIsValid(extension)) {
@@ -294,15 +322,17 @@ void livetrack_flusher_main(Datum arg) {
 		}
 		if (n == 0) {
 			pgstat_report_stat(false);
-			lt_worker_sleep(lt_flush_interval_ms); // the listener wakes us when the ring fills
+			// The listener wakes us when the ring fills, and when it stops.
+			lt_worker_sleep(lt_stop_requested ? Min(lt_flush_interval_ms, 100) : lt_flush_interval_ms);
 			continue;
 		}
 		// A full batch goes at once; a partial one when it must start to be
 		// durable within flush_interval of its oldest record's receipt, or
-		// when wait_flushed() asks.
+		// when wait_flushed() asks, or when we or the listener are stopping.
 		lt::FlushDecision d =
 		    lt::plan_flush(n, batch, lt::now_us() - oldest_us, int64(lt_flush_interval_ms) * 1000, cost,
-		                   lt::load_acquire(lt_ctl->flush_req) > from);
+		                   lt::load_acquire(lt_ctl->flush_req) > from || lt_stop_requested ||
+		                       lt::load_relaxed(lt_ctl->listener_state) == LT_LISTENER_STOPPING);
 		if (!d.go) {
 			if (n_in_flight > 0) {
 				settle(true); // time to spare: finish what is in flight, then plan again

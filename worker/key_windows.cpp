@@ -1,8 +1,9 @@
 // Saving the signing keys' replay windows, so that a restart does not open
-// them again (SPEC 2.3). Flusher 1 does it every few seconds: the highest
-// sequence number seen per key goes to livetrack.keys.last_seq, and the
-// listener resumes each window from it after a server restart. Replays of
-// messages from the last few seconds before a crash remain possible.
+// them again (SPEC 2.3). Flusher 1 does it every few seconds, and at a clean
+// stop once the listener has gone: the highest sequence number seen per key
+// goes to livetrack.keys.last_seq, and the listener resumes each window from
+// it after a server restart. Replays of messages from the last few seconds
+// before a crash remain possible.
 //
 // C style like the rest of the flusher (its error recovery longjmps).
 #include "key_windows.hpp"

@@ -115,6 +115,7 @@ static void listener_exit(int, Datum) {
 	lt::store_release(lt_ctl->listener_state, uint32(LT_LISTENER_DOWN));
 	lt::store_release(lt_ctl->listener_procno, int32(-1));
 	lt::store_relaxed(lt_ctl->tcp_connections, uint64(0));
+	lt_wake_flushers(); // stopping flushers wait for this
 }
 
 static void set_state(uint32 s) {
@@ -255,6 +256,46 @@ static WaitEventSet *start_serving(void) {
 	return set;
 }
 
+static bool any_flusher_running(void) {
+	for (uint32 i = 0; i < lt_ctl->flushers.count; i++)
+		if (lt::load_acquire(lt_ctl->flusher_procno[i]) >= 0)
+			return true;
+	return false;
+}
+
+// SIGTERM (a server stop, or pg_terminate_backend): take no more input, put
+// what ingest() queued on the ring, let the flushers commit everything the
+// ring holds and send the ACKs for it, then exit. Otherwise a clean stop
+// would lose what had been accepted but not yet committed, since shared
+// memory does not outlive the server. Bounded by kStopGraceMs.
+static void stop_and_exit(bool serving) {
+	lt_worker_begin_stop();
+	if (serving) {
+		int64 started = lt::mono_us();
+		uint64 head = lt_ring.head(), first_tail = lt_ring.tail();
+		set_state(LT_LISTENER_STOPPING);
+		for (;;) {
+			engine_call("stop", [] {
+				engine->drain_ingest();
+				engine->send_acks();
+			});
+			head = lt_ring.head();
+			if ((lt_ring.tail() >= head && lt_ingest.size() == 0) || !any_flusher_running())
+				break;
+			lt_wake_flushers();
+			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		ereport(LOG, (errmsg("livetrack listener: stopped; %llu records committed on the way out in %lld ms%s",
+		                     (unsigned long long)(lt_ring.tail() - first_tail),
+		                     (long long)((lt::mono_us() - started) / 1000),
+		                     lt_ring.tail() >= head ? "" : ", the rest left uncommitted: no flusher is running")));
+	}
+	// Not 0: a worker that exits with 0 is not restarted (pg_terminate_backend).
+	proc_exit(1);
+}
+
 static void stop_serving(WaitEventSet **set) {
 	engine_call("close", [] { engine->close_all(); });
 	if (*set)
@@ -280,6 +321,8 @@ void livetrack_listener_main(Datum) {
 
 	for (;;) {
 		MemoryContextSwitchTo(loop_ctx);
+		if (lt_stop_requested)
+			stop_and_exit(set != NULL);
 		if (set == NULL) {
 			set_state(LT_LISTENER_WAITING);
 			served_ext = lt_extension_oid();

@@ -9,11 +9,45 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
+}
+
+volatile sig_atomic_t lt_stop_requested = 0;
+
+namespace {
+
+TimeoutId stop_timeout;
+bool stop_begun;
+
+// Not escalated on a second SIGTERM: a fast shutdown may send two.
+void request_stop(SIGNAL_ARGS) {
+	int save_errno = errno;
+	lt_stop_requested = 1;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+// The grace period is over: terminate as die() does, so that even a wait
+// for a lock ends (the next CHECK_FOR_INTERRUPTS raises FATAL).
+void stop_grace_over(void) {
+	InterruptPending = true;
+	ProcDiePending = true;
+	SetLatch(MyLatch);
+}
+
+} // namespace
+
+void lt_worker_begin_stop(void) {
+	if (stop_begun)
+		return;
+	stop_begun = true;
+	enable_timeout_after(stop_timeout, kStopGraceMs);
 }
 
 void lt_worker_start(void) {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, request_stop);
+	stop_timeout = RegisterTimeout(USER_TIMEOUT, stop_grace_over);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(lt_database, NULL, 0);
 	// Each short transaction must see what committed before it started (the

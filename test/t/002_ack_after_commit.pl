@@ -25,6 +25,8 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM livetrack.driver_position(
 	'the fix is already live (live state does not wait for history)');
 is($blocker->query_safe('SELECT count(*) FROM livetrack.pings WHERE driver_id IN (7001, 7002)'), '0',
 	'and not yet in history');
+is($node->safe_psql('postgres', "SELECT livetrack.wait_flushed('300 ms')"), 'f',
+	'wait_flushed() gives up with false when its timeout passes first');
 
 $blocker->query_safe('COMMIT');
 is_deeply([ read_acks($bin, 1, 10) ], [ [ 0, 1, 1 ] ], 'the ACK arrives once the record is committed');
