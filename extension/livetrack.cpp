@@ -136,7 +136,10 @@ void lt_wake_flushers(void) {
 			SetLatch(l);
 }
 
-static void define_settings(void) {
+// Settings read once at server start. Postgres refuses to create them
+// after startup (FATAL, ending the session), so they exist only when the
+// library is preloaded; loaded later, the SQL functions say how to fix it.
+static void define_server_settings(void) {
 	DefineCustomStringVariable("livetrack.database", "Database the livetrack workers serve.", NULL, &lt_database,
 	                           "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("livetrack.listen_addresses",
@@ -144,16 +147,22 @@ static void define_settings(void) {
 	                           &lt_listen_addresses, "127.0.0.1", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.port", "UDP and TCP port for devices.", NULL, &lt_port, 5480, 1, 65535,
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomEnumVariable("livetrack.auth", "Which device input is accepted.",
-	                         "loopback_trust: unsigned input only from loopback; off: everything; "
-	                         "required: only signed messages.", &lt_auth,
-	                         int(lt::AuthMode::LoopbackTrust), auth_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.max_drivers", "Capacity of the live state (drivers).", NULL,
 	                        &lt_max_drivers, 200000, 16, 100000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.max_keys", "Signing keys the server can hold (revoked ones included).",
 	                        NULL, &lt_max_keys, 100000, 16, 10000000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.ring_size", "Records the listener-to-flusher ring holds.", NULL,
 	                        &lt_ring_size, 1 << 20, 1024, 1 << 30, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
+	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
+	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
+}
+
+static void define_settings(void) {
+	DefineCustomEnumVariable("livetrack.auth", "Which device input is accepted.",
+	                         "loopback_trust: unsigned input only from loopback; off: everything; "
+	                         "required: only signed messages.", &lt_auth,
+	                         int(lt::AuthMode::LoopbackTrust), auth_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.flush_interval", "Longest a received record waits before its commit.",
 	                        NULL, &lt_flush_interval_ms, 100, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.batch_size", "Records per history transaction.", NULL, &lt_batch_size, 8192,
@@ -170,9 +179,6 @@ static void define_settings(void) {
 	DefineCustomIntVariable("livetrack.tcp_idle_timeout", "Idle device TCP connections are closed after this.",
 	                        "0 disables the timeout.", &lt_tcp_idle_timeout_s, 300, 0, INT_MAX, PGC_SIGHUP,
 	                        GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
-	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
-	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.notify_interval", "Shortest time between position messages of an order.",
 	                        NULL, &lt_notify_interval_ms, 1000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomRealVariable("livetrack.near_radius",
@@ -203,6 +209,8 @@ static void register_worker(const char *name, const char *function, int32 arg = 
 }
 
 void _PG_init(void) {
+	if (process_shared_preload_libraries_in_progress)
+		define_server_settings();
 	define_settings();
 	if (!process_shared_preload_libraries_in_progress)
 		return; // SQL functions will say how to load it properly
