@@ -31,6 +31,11 @@ struct LtControl {
 	int32 flusher_procno[lt::kMaxConsumers];
 	uint32 listener_state;
 	uint32 live_ready; // the live state reflects history (set after a rebuild)
+	// The extension the listener feeds, and the ring position from which it
+	// did: after DROP and CREATE EXTENSION, what comes before that position
+	// was taken for the dropped one.
+	uint32 serving_ext;
+	uint64 serving_from;
 
 	// wait_flushed(): a backend bumps drain_req; the listener reads every
 	// socket and the ingest queue, then publishes drain_pos = ring head and

@@ -173,7 +173,8 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 	bool pipelined = commit_is_local_flush();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	bool dropped = get_extension_oid("livetrack", true) != ext;
+	Oid current = get_extension_oid("livetrack", true);
+	bool dropped = current != ext;
 	if (!dropped) {
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "writing history");
@@ -203,9 +204,19 @@ bool flush(uint64 from, uint64 end, uint64 n, Oid ext) {
 
 	if (dropped) {
 		settle(true); // what was committed before stays committed
+		// Dropped, and maybe created again: if the listener already feeds the
+		// new extension, what it put on the ring since then is the new one's,
+		// for the next flush; what came before is discarded.
+		uint64 cut = end;
+		if (OidIsValid(current) && lt::load_acquire(lt_ctl->serving_ext) == current)
+			cut = Min(Max(lt::load_relaxed(lt_ctl->serving_from), from), end);
+		uint64 discarded = 0;
+		lt::Ping p;
+		for (uint64 pos = from; pos < cut; pos++)
+			discarded += lt_ring.peek_at(pos, p) && mine(p);
 		ereport(WARNING, (errmsg("livetrack flusher: extension dropped; discarding %llu records",
-		                         (unsigned long long)got)));
-		publish(Committed{end, 0, 0, 0, 0});
+		                         (unsigned long long)discarded)));
+		publish(Committed{cut, 0, 0, 0, 0});
 		lt_history_forget();
 		lt_orders_forget();
 		lt_key_windows_forget();

@@ -341,6 +341,10 @@ void livetrack_listener_main(Datum) {
 				lt_worker_sleep(5000); // the port may be busy; try again
 				continue;
 			}
+			if (lt::load_relaxed(lt_ctl->serving_ext) != served_ext) {
+				lt::store_relaxed(lt_ctl->serving_from, lt_ring.head());
+				lt::store_release(lt_ctl->serving_ext, uint32(served_ext));
+			}
 			set_state(LT_LISTENER_SERVING);
 		}
 
