@@ -21,6 +21,7 @@ extern "C" {
 #include "pgstat.h"
 #include "port.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 }
 
 namespace {
@@ -74,16 +75,21 @@ uint64 own_status_pos;
 
 // After the commit record, so a status change never outlives a transaction
 // that failed; nothing here may raise an error. A full ingest queue means the
-// listener is behind: wait for it, but not forever (it may be down).
-void push_status(const Pending &q) {
+// listener is behind: wait for it, but not forever (it may be down), and
+// not long: this runs with interrupts held and the transaction's locks
+// still taken. One budget for the whole transaction; `waited_ms` carries it.
+constexpr int kStatusWaitMs = 1000;
+
+void push_status(const Pending &q, int &waited_ms) {
 	lt::Ping p{};
 	p.fix.driver_id = q.driver_id;
 	p.fix.status = q.status;
 	p.received_us = lt::now_us();
 	p.fix.ts_ms = p.received_us / 1000;
 	p.flags = lt::kPingStatusOnly;
-	for (int waited_ms = 0; !lt_ingest.push(p); waited_ms++) {
-		if (waited_ms == 5000) {
+	while (!lt_ingest.push(p)) {
+		if (waited_ms >= kStatusWaitMs || !PostmasterIsAlive()) {
+			waited_ms = kStatusWaitMs;
 			elog(WARNING, "livetrack: the listener is not taking status changes; driver %llu stays as it was",
 			     (unsigned long long)q.driver_id);
 			return;
@@ -91,6 +97,7 @@ void push_status(const Pending &q) {
 		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
 			SetLatch(l);
 		pg_usleep(1000);
+		waited_ms++;
 	}
 	own_status_pos = lt_ingest.head();
 }
@@ -99,6 +106,7 @@ void push_status(const Pending &q) {
 void after_commit(void) {
 	bool changed = false, status = false;
 	uint64 notifies = 0;
+	int waited_ms = 0;
 	for (int i = 0; i < n_pending; i++) {
 		changed |= pending[i].kind == kOrdersChanged;
 		notifies += pending[i].kind == kNotify;
@@ -110,7 +118,7 @@ void after_commit(void) {
 			elog(WARNING, "livetrack: no room for signing key %u (livetrack.max_keys); it works after a restart",
 			     pending[i].key_id);
 		if (pending[i].kind == kStatus) {
-			push_status(pending[i]);
+			push_status(pending[i], waited_ms);
 			status = true;
 		}
 	}

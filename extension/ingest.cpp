@@ -104,9 +104,13 @@ LT_FUNCTION(livetrack_ingest) {
 	p.fix = f;
 	p.received_us = now;
 	// A full queue means the listener is behind: wait for it, interruptibly.
+	// (Not our own latch when the listener is down: that would spin a core.)
 	while (!lt_ingest.push(p)) {
-		SetLatch(lt_latch_of(lt_ctl->listener_procno) ?: MyLatch);
-		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+		Latch *listener = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno));
+		if (listener != NULL)
+			SetLatch(listener);
+		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, listener != NULL ? 1 : 10,
+		                PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

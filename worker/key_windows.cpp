@@ -37,28 +37,33 @@ void lt_key_windows_save(void) {
 	}
 	// Which windows moved since the last save (the listener writes them; a
 	// relaxed read is enough, the next save catches up).
-	Datum *ids = NULL, *seqs = NULL;
+	auto moved = [](lt::KeyEntry &e, uint32 i, uint32 &high) {
+		if (!lt::load_relaxed(e.seen))
+			return false;
+		high = lt::load_relaxed(e.high_seq);
+		return saved[i] != high + 1;
+	};
+	uint32 high;
+	bool any = false;
+	for (uint32 i = 0; i < n && !any; i++)
+		any = moved(lt_keys.at(i), i, high);
+	if (!any)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	// In the transaction's memory, which an error frees too.
+	Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	Datum *seqs = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 	int m = 0;
 	for (uint32 i = 0; i < n; i++) {
 		lt::KeyEntry &e = lt_keys.at(i);
-		if (!lt::load_relaxed(e.seen))
+		if (!moved(e, i, high))
 			continue;
-		uint32 high = lt::load_relaxed(e.high_seq);
-		if (saved[i] == high + 1)
-			continue;
-		if (ids == NULL) {
-			ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-			seqs = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-		}
 		ids[m] = Int32GetDatum(int32(e.key_id));
 		seqs[m] = Int64GetDatum(int64(high));
 		saved[i] = high + 1;
 		m++;
 	}
-	if (m == 0)
-		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "saving replay windows");
@@ -75,6 +80,4 @@ void lt_key_windows_save(void) {
 	SPI_finish();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	pfree(ids);
-	pfree(seqs);
 }
