@@ -427,7 +427,6 @@ void ListenerEngine::read_conn(Conn *c, bool drain) {
 		if (n > 0) {
 			c->in_len += size_t(n);
 			budget = size_t(n) > budget ? 0 : budget - size_t(n);
-			c->last_active_us = mono_us();
 			process(c);
 			if (conns_[c->slot] != c)
 				return;
@@ -518,6 +517,8 @@ bool ListenerEngine::handle_frame(Conn *c, const uint8_t *p, size_t len) {
 			accept_fix(v.fix[i], received);
 	}
 	c->pending.push_back(Pending{ring_.head(), ++c->messages, v.accepted, v.ack_status()});
+	if (v.accepted > 0)
+		c->last_active_us = mono_us(); // only accepted input keeps a connection (see housekeeping)
 	return true;
 }
 
@@ -534,10 +535,12 @@ bool ListenerEngine::handle_line(Conn *c, const uint8_t *p, size_t len, bool too
 		int64_t received = now_us();
 		Reject r = judge_json_line(reinterpret_cast<const char *>(p), len, c->loopback, cfg_.policy,
 		                           received / 1000, f);
-		if (r != Reject::None)
+		if (r != Reject::None) {
 			count_reject(r);
-		else
+		} else {
 			accept_fix(f, received);
+			c->last_active_us = mono_us();
+		}
 	}
 	c->lines++;
 	c->pending.push_back(Pending{ring_.head(), c->lines, 0, 0});
@@ -671,7 +674,10 @@ void ListenerEngine::housekeeping() {
 			close_conn(c);
 			continue;
 		}
-		bool quiet = c->pending.empty() && c->out.empty();
+		// Idle: nothing accepted from it for the timeout and no ACK waiting
+		// for a commit. Junk, rejected messages, or ACKs it does not read do
+		// not count as activity, so a peer cannot hold a slot with them.
+		bool quiet = c->pending.empty();
 		if (cfg_.idle_timeout_s > 0 && quiet && now - c->last_active_us > int64_t(cfg_.idle_timeout_s) * 1000000) {
 			bump(c_.tcp_connections_closed_idle);
 			close_conn(c);

@@ -1046,6 +1046,38 @@ TEST_F(EngineTest, IdleConnectionsAreClosedByHousekeeping) {
 	EXPECT_TRUE(rx.eof || rx.reset);
 }
 
+TEST_F(EngineTest, OnlyAcceptedInputKeepsAConnectionFromIdling) {
+	cfg.idle_timeout_s = 1;
+	start();
+	int junk = tcp_connect(), good = tcp_connect();
+	ASSERT_GE(junk, 0);
+	ASSERT_GE(good, 0);
+	ASSERT_TRUE(pump_until([&] { return eng->connections() == 2; }));
+	// For 1.6 s: every 100 ms a JSON line that fails validation on one, a
+	// valid fix on the other.
+	int sent_junk = 0;
+	for (int i = 0; i < 16; i++) {
+		if (ctr.tcp_connections_closed_idle == 0) {
+			tcp_send(junk, std::string(R"({"driver_id":0,"lat":1,"lon":2})" "\n"));
+			sent_junk++;
+		}
+		tcp_send(good, std::string(R"({"driver_id":77,"lat":1,"lon":2})" "\n"));
+		pump_for(100);
+		flush();
+		eng->housekeeping();
+	}
+	EXPECT_GE(sent_junk, 9); // it kept sending until it was closed, a second in
+	EXPECT_EQ(eng->connections(), 1u);
+	EXPECT_EQ(ctr.tcp_connections_closed_idle, 1u);
+	EXPECT_EQ(ctr.rejected_range, uint64_t(sent_junk));
+	Rx rx = read_to_close(junk);
+	EXPECT_TRUE(rx.eof || rx.reset);
+	// The other one is still served.
+	tcp_send(good, std::string(R"({"driver_id":77,"lat":1,"lon":3})" "\n"));
+	ASSERT_TRUE(pump_until([&] { return flush() > 0; }));
+	EXPECT_EQ(eng->connections(), 1u);
+}
+
 // ---- ingest queue -----------------------------------------------------------------
 
 // An order's status change (no fix): the live status moves, and a register
