@@ -130,7 +130,7 @@ inline void check_message(const uint8_t *frame, const lt::wire::Header &h, bool 
 	FUZZ_CHECK(valid_reject(v.message));
 	// Whole-message verdict per SPEC 2.3, with no key store.
 	bool auth_ok = auth_allows(p, h.is_signed(), loopback);
-	if (h.reserved != 0)
+	if (h.reserved != 0 || (!h.is_signed() && (h.key_id != 0 || h.seq != 0)))
 		FUZZ_CHECK(v.message == Reject::Malformed);
 	else if (!auth_ok)
 		FUZZ_CHECK(v.message == Reject::Auth);
