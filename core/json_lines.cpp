@@ -2,9 +2,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
-// RapidJSON's asserts guard API misuse, not input; never abort a worker on them.
-#define RAPIDJSON_ASSERT(x) ((void)0)
+// RapidJSON's asserts guard its invariants, not input, but one holds input
+// back from a null write: its parse stack after an allocation failed. An
+// exception there ends the listener cleanly (worker/listener.cpp turns it
+// into FATAL, and the postmaster restarts it); aborting or writing through
+// the null pointer would take the whole server through crash recovery.
+#define RAPIDJSON_ASSERT(x) ((x) ? (void)0 : throw std::runtime_error("rapidjson: " #x))
 #include <rapidjson/reader.h>
 
 namespace lt::json {
