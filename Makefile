@@ -14,7 +14,8 @@ OBJS = $(CORE) $(EXT) $(WORKERS)
 # calls inside the library may be inlined and need not go through the PLT
 # (with -fPIC GCC otherwise keeps every non-static function out of line).
 PG_CXXFLAGS = -std=c++17 -fno-omit-frame-pointer -fno-semantic-interposition -Wno-register -Wno-missing-field-initializers
-SHLIB_LINK = -lstdc++
+# libcrypto: HMAC-SHA256 for device signatures (and, later, tokens).
+SHLIB_LINK = -lstdc++ -lcrypto
 
 # SQL tests need the workers, so they run against a server that preloads
 # livetrack with livetrack.database = 'contrib_regression' (the database

@@ -1,124 +1,53 @@
 #include "hmac.hpp"
 
-#include <cstring>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdexcept>
 
 namespace lt {
 namespace {
 
-constexpr uint32_t kK[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+// OpenSSL 3's one-shot HMAC() fetches the algorithm on every call (a few
+// microseconds); a per-thread context fetched once and re-keyed per message
+// costs a fraction of that. Made on first use: no static constructor.
+struct MacCtx {
+	EVP_MAC *mac = nullptr;
+	EVP_MAC_CTX *ctx = nullptr;
 };
+thread_local MacCtx tls;
 
-inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-struct Sha256 {
-	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-	uint8_t block[64];
-	size_t used = 0;
-	uint64_t total = 0;
-
-	void compress(const uint8_t *p) {
-		uint32_t w[64];
-		for (int i = 0; i < 16; i++)
-			w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 | p[4 * i + 3];
-		for (int i = 16; i < 64; i++) {
-			uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-			uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-			w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-		}
-		uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-		for (int i = 0; i < 64; i++) {
-			uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kK[i] + w[i];
-			uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-			hh = g;
-			g = f;
-			f = e;
-			e = d + t1;
-			d = c;
-			c = b;
-			b = a;
-			a = t1 + t2;
-		}
-		h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
-	}
-
-	void update(const uint8_t *p, size_t n) {
-		total += n;
-		while (n > 0) {
-			size_t take = 64 - used < n ? 64 - used : n;
-			std::memcpy(block + used, p, take);
-			used += take;
-			p += take;
-			n -= take;
-			if (used == 64) {
-				compress(block);
-				used = 0;
-			}
-		}
-	}
-
-	void finish(uint8_t out[kSha256Bytes]) {
-		uint64_t bits = total * 8;
-		uint8_t pad = 0x80;
-		update(&pad, 1);
-		uint8_t zero = 0;
-		while (used != 56)
-			update(&zero, 1);
-		uint8_t len[8];
-		for (int i = 0; i < 8; i++)
-			len[i] = uint8_t(bits >> (56 - 8 * i));
-		update(len, 8);
-		for (int i = 0; i < 8; i++) {
-			out[4 * i] = uint8_t(h[i] >> 24);
-			out[4 * i + 1] = uint8_t(h[i] >> 16);
-			out[4 * i + 2] = uint8_t(h[i] >> 8);
-			out[4 * i + 3] = uint8_t(h[i]);
-		}
-	}
-};
+EVP_MAC_CTX *mac_ctx() {
+	if (tls.ctx != nullptr)
+		return tls.ctx;
+	if (tls.mac == nullptr)
+		tls.mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+	if (tls.mac != nullptr)
+		tls.ctx = EVP_MAC_CTX_new(tls.mac);
+	if (tls.ctx == nullptr)
+		throw std::runtime_error("libcrypto: HMAC is not available");
+	return tls.ctx;
+}
 
 } // namespace
 
 void sha256(const uint8_t *data, size_t n, uint8_t out[kSha256Bytes]) {
-	Sha256 s;
-	s.update(data, n);
-	s.finish(out);
+	unsigned int len = 0;
+	if (EVP_Digest(data, n, out, &len, EVP_sha256(), nullptr) != 1 || len != kSha256Bytes)
+		throw std::runtime_error("libcrypto: SHA-256 failed");
 }
 
 void hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t n, uint8_t out[kSha256Bytes]) {
-	uint8_t k[64] = {0};
-	if (key_len > 64)
-		sha256(key, key_len, k);
-	else
-		std::memcpy(k, key, key_len);
-	uint8_t ipad[64], opad[64];
-	for (int i = 0; i < 64; i++) {
-		ipad[i] = k[i] ^ 0x36;
-		opad[i] = k[i] ^ 0x5c;
-	}
-	uint8_t inner[kSha256Bytes];
-	Sha256 a;
-	a.update(ipad, 64);
-	a.update(data, n);
-	a.finish(inner);
-	Sha256 b;
-	b.update(opad, 64);
-	b.update(inner, kSha256Bytes);
-	b.finish(out);
+	static const uint8_t kEmpty = 0; // HMAC with an empty key is defined; OpenSSL wants a non-null pointer
+	EVP_MAC_CTX *ctx = mac_ctx();
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+	size_t len = 0;
+	if (EVP_MAC_init(ctx, key_len ? key : &kEmpty, key_len, params) != 1 || EVP_MAC_update(ctx, data, n) != 1 ||
+	    EVP_MAC_final(ctx, out, &len, kSha256Bytes) != 1 || len != kSha256Bytes)
+		throw std::runtime_error("libcrypto: HMAC-SHA256 failed");
 }
 
-bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n) {
-	uint8_t diff = 0;
-	for (size_t i = 0; i < n; i++)
-		diff |= a[i] ^ b[i];
-	return diff == 0;
-}
+bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }
 
 } // namespace lt

@@ -8,7 +8,7 @@ set -euo pipefail
 
 LT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LT_PACKAGES=(build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
-	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd)
+	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd libssl-dev)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
