@@ -38,6 +38,32 @@ namespace lt {
 	/* NOTIFYs committed (order pushes); any backend and the flushers, fetch_add */             \
 	X(notifications)
 
+// The HTTP worker's own counters (one writer: the HTTP worker). Its record
+// counts (received, rejected by reason) go into a Counters block of its own,
+// which livetrack.stats adds to the listener's.
+#define LT_HTTP_COUNTERS(X)                                                                    \
+	X(http_connections_accepted)                                                               \
+	X(http_connections_refused)  /* over livetrack.http_max_connections: 503 */               \
+	X(http_requests)                                                                           \
+	X(http_bad_requests)         /* 400, 405, 415, 417, 505 */                                 \
+	X(http_unauthorized)         /* 401: missing, malformed, forged, expired token */          \
+	X(http_forbidden)            /* 403: a token of another scope, order or driver */          \
+	X(http_not_found)            /* 404 */                                                     \
+	X(http_too_large)            /* 413: body over 1 MB */                                     \
+	X(http_headers_too_large)    /* 414/431: request line or headers over 8 KB */              \
+	X(http_closed_idle)          /* idle keep-alive, half-open, or a request too slow to arrive */ \
+	X(http_closed_slow)          /* a stream client that fell too far behind (it resumes) */   \
+	X(http_positions_skipped)    /* stale positions not sent to a client that was not reading */ \
+	X(http_stream_messages)      /* events written to SSE and WebSocket clients */             \
+	X(http_ingest_requests)      /* POST /v1/pings and /v1/osmand answered after commit */
+
+struct HttpCounters {
+#define LT_FIELD(name) uint64_t name;
+	LT_HTTP_COUNTERS(LT_FIELD)
+#undef LT_FIELD
+};
+static_assert(std::is_trivially_copyable_v<HttpCounters>);
+
 struct Counters {
 #define LT_FIELD(name) uint64_t name;
 	LT_COUNTERS(LT_FIELD)

@@ -41,6 +41,7 @@ enum : uint8_t {
 	kPingLate = 1,     // not newer than the live position: history only
 	kPingRegister = 2, // first sight of the driver, or a status change: persist status
 	kPingStatusOnly = 4, // a status change from an order (no fix): live status and livetrack.drivers only
+	kPingCounted = 8,    // its producer counted the message it came in (HTTP ingest): the listener does not
 };
 
 // Why something was rejected. The names match the livetrack.stats metrics.

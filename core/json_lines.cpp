@@ -4,13 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 
-// RapidJSON's asserts guard its invariants, not input, but one holds input
-// back from a null write: its parse stack after an allocation failed. An
-// exception there ends the listener cleanly (worker/listener.cpp turns it
-// into FATAL, and the postmaster restarts it); aborting or writing through
-// the null pointer would take the whole server through crash recovery.
-#define RAPIDJSON_ASSERT(x) ((x) ? (void)0 : throw std::runtime_error("rapidjson: " #x))
-#include <rapidjson/reader.h>
+#include "rj.hpp"
 
 namespace lt::json {
 namespace {

@@ -104,6 +104,17 @@ void KeyStore::clear() {
 	store_release(h_->lock, uint32_t(0));
 }
 
+bool KeyStore::accept_seq(KeyEntry &e, uint32_t seq) {
+	uint32_t unlocked = 0;
+	while (!cas(h_->window_lock, unlocked, uint32_t(1))) {
+		unlocked = 0;
+		cpu_relax();
+	}
+	bool ok = replay_accept(e, seq);
+	store_release(h_->window_lock, uint32_t(0));
+	return ok;
+}
+
 bool replay_accept(KeyEntry &e, uint32_t seq) {
 	if (!e.seen) {
 		e.seen = 1;

@@ -21,7 +21,8 @@ struct KeyEntry {
 	uint32_t revoked; // any process: store_release(1)
 	uint64_t driver_id; // 0: a gateway key, may sign for any driver
 	uint8_t secret[kSecretBytes];
-	// Listener only: RFC 4303's sliding window. Bit i of `window` says
+	// RFC 4303's sliding window, changed only under the store's window lock
+	// (KeyStore::accept_seq): the listener and the HTTP worker both verify. Bit i of `window` says
 	// high_seq - i was seen; `seen` is 0 until the first message.
 	uint32_t high_seq;
 	uint32_t seen;
@@ -47,6 +48,9 @@ public:
 	KeyEntry *find(uint32_t key_id) const;
 	// Entry i < size(), in installation order (for saving the windows).
 	KeyEntry &at(uint32_t i) const { return entries_[i]; }
+	// Any process that verifies messages: replay_accept() under the store's
+	// window lock (uncontended but for HTTP ingest of signed messages).
+	bool accept_seq(KeyEntry &e, uint32_t seq);
 	// Listener only, when the extension was dropped.
 	void clear();
 
@@ -56,6 +60,8 @@ private:
 		uint32_t count;
 		uint32_t lock;
 		uint32_t hash_size; // a power of two >= 2 x capacity
+		uint32_t window_lock;
+		uint32_t pad;
 	};
 	Header *h_;
 	uint32_t *slots_; // entry index + 1; 0 = empty
@@ -63,8 +69,8 @@ private:
 };
 static_assert(std::is_trivially_default_constructible_v<KeyStore>);
 
-// Listener only. True, and the sequence number recorded, if `seq` has not
-// been seen and is less than 64 below the highest one seen.
+// True, and the sequence number recorded, if `seq` has not been seen and is
+// less than 64 below the highest one seen. The caller serialises (accept_seq).
 bool replay_accept(KeyEntry &e, uint32_t seq);
 
 // Listener only, before it serves: the window of a key whose highest

@@ -33,7 +33,7 @@ const KeyEntry *verified_key(const uint8_t *frame, const wire::Header &h, KeySto
 		return nullptr;
 	// Only an authentic message may move the window, or a forger could
 	// push it past the device's next sequence numbers.
-	if (!replay_accept(*e, h.seq)) {
+	if (!keys->accept_seq(*e, h.seq)) {
 		why = Reject::Replay;
 		return nullptr;
 	}

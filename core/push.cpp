@@ -1,6 +1,7 @@
 #include "push.hpp"
 
 #include <cstdio>
+#include <cstring>
 
 #include "geo.hpp"
 
@@ -51,15 +52,97 @@ void format_utc_ms(int64_t ms, char out[32]) {
 	              unsigned(rem / 1000 % 60), unsigned(rem % 1000));
 }
 
-int format_position(char *out, size_t cap, const OrderWatch &w, const Fix &f, const PushDecision &d) {
+namespace {
+
+void key(std::string &out, const char *k) {
+	if (out.size() > 1)
+		out += ", ";
+	out += '"';
+	out += k;
+	out += "\": ";
+}
+
+void num(std::string &out, const char *fmt, double v) {
+	char b[40];
+	std::snprintf(b, sizeof b, fmt, v);
+	// No "-0.0" for a value that rounds to zero: numeric, behind jsonb, has
+	// no negative zero and would print "0.0".
+	const char *p = b;
+	if (*p == '-' && std::strspn(p + 1, "0.") == std::strlen(p + 1))
+		p++;
+	out += p;
+}
+
+void str(std::string &out, const char *s) {
+	if (s == nullptr) {
+		out += "null";
+		return;
+	}
+	out += '"';
+	out += s; // our own words only: types, statuses, targets, timestamps
+	out += '"';
+}
+
+} // namespace
+
+std::string format_order_message(const OrderMessage &m) {
+	std::string out;
+	out.reserve(256);
+	out += '{';
+	// jsonb's order: by length, then bytewise.
 	char ts[32];
-	format_utc_ms(f.ts_ms, ts);
-	return std::snprintf(out, cap,
-	                     "{\"type\":\"position\",\"order_id\":%llu,\"driver_id\":%llu,\"status\":\"%s\","
-	                     "\"lat\":%.7f,\"lon\":%.7f,\"ts\":\"%s\",\"distance_m\":%.1f,\"eta_s\":%.1f,"
-	                     "\"target\":\"%s\"}",
-	                     (unsigned long long)w.order_id, (unsigned long long)w.driver_id, target_status(w.target),
-	                     f.lat_e7 / 1e7, f.lon_e7 / 1e7, ts, d.distance_m, d.eta_s, target_name(w.target));
+	format_utc_ms(m.ts_ms, ts);
+	key(out, "ts");
+	str(out, ts);
+	key(out, "lat");
+	m.has_position ? num(out, "%.7f", m.lat) : void(out += "null");
+	key(out, "lon");
+	m.has_position ? num(out, "%.7f", m.lon) : void(out += "null");
+	key(out, "type");
+	str(out, m.type);
+	key(out, "eta_s");
+	m.has_distance ? num(out, "%.1f", m.eta_s) : void(out += "null");
+	key(out, "status");
+	str(out, m.status);
+	key(out, "target");
+	str(out, m.target);
+	if (m.event_id != 0) {
+		key(out, "event_id");
+		out += std::to_string(m.event_id);
+	}
+	key(out, "order_id");
+	out += std::to_string(m.order_id);
+	key(out, "driver_id");
+	m.driver_id != 0 ? void(out += std::to_string(m.driver_id)) : void(out += "null");
+	key(out, "distance_m");
+	m.has_distance ? num(out, "%.1f", m.distance_m) : void(out += "null");
+	out += '}';
+	return out;
+}
+
+bool format_order_message(char *out, size_t cap, const OrderMessage &m) {
+	std::string s = format_order_message(m);
+	if (s.size() + 1 > cap)
+		return false;
+	std::memcpy(out, s.c_str(), s.size() + 1);
+	return true;
+}
+
+OrderMessage position_message(const OrderWatch &w, const Fix &f, const PushDecision &d) {
+	OrderMessage m;
+	m.type = "position";
+	m.order_id = w.order_id;
+	m.driver_id = w.driver_id;
+	m.status = target_status(w.target);
+	m.has_position = true;
+	m.lat = f.lat_e7 / 1e7;
+	m.lon = f.lon_e7 / 1e7;
+	m.ts_ms = f.ts_ms;
+	m.target = target_name(w.target);
+	m.has_distance = true;
+	m.distance_m = d.distance_m;
+	m.eta_s = d.eta_s;
+	return m;
 }
 
 } // namespace lt

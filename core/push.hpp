@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "fix.hpp"
 
@@ -50,8 +51,32 @@ PushDecision watch_fix(OrderWatch &w, const Fix &f, bool late, uint64_t batch, i
 // "2026-12-03T16:01:12.123Z" (24 characters and a NUL; room for 32) for Unix epoch ms.
 void format_utc_ms(int64_t ms, char out[32]);
 
-// The position message's JSON payload; the number of characters written
-// (as snprintf: larger than cap means truncated).
-int format_position(char *out, size_t cap, const OrderWatch &w, const Fix &f, const PushDecision &d);
+// Every message of an order (SPEC 4 and 6: position, status, near) in one
+// shape, wherever it goes: NOTIFY, livetrack.events.payload, SSE and
+// WebSocket. The payload column is jsonb, which keeps its keys sorted by
+// length, then bytes, and prints them as {"k": v, "k": v}; this writes
+// exactly that text, so a message formatted here, stored as jsonb and read
+// back as text is the same string. Numbers: lat/lon to 1e-7 degrees (what
+// the wire carries), distance_m and eta_s to 0.1.
+struct OrderMessage {
+	const char *type = "position"; // "position" | "status" | "near"
+	uint64_t event_id = 0;         // 0: no event_id key (positions, drafts)
+	uint64_t order_id = 0;
+	uint64_t driver_id = 0;        // 0: null (an order without a driver)
+	const char *status = "";       // the order's status
+	bool has_position = false;     // false: lat and lon are null
+	double lat = 0, lon = 0;
+	int64_t ts_ms = 0;
+	const char *target = nullptr;  // nullptr: null
+	bool has_distance = false;     // false: distance_m and eta_s are null
+	double distance_m = 0, eta_s = 0;
+};
+std::string format_order_message(const OrderMessage &m);
+// The same into a buffer (for callers that must not hold a std::string
+// across Postgres calls); false if it does not fit.
+bool format_order_message(char *out, size_t cap, const OrderMessage &m);
+
+// The position message of a watched order's driver at fix f.
+OrderMessage position_message(const OrderWatch &w, const Fix &f, const PushDecision &d);
 
 } // namespace lt

@@ -26,7 +26,7 @@ extern "C" {
 
 namespace {
 
-enum PendingKind : uint8 { kStatus, kOrdersChanged, kNotify, kInstallKey, kRevokeKey };
+enum PendingKind : uint8 { kStatus, kOrdersChanged, kNotify, kInstallKey, kRevokeKey, kEventPublished, kTokensChanged };
 
 // Noted per subtransaction level, so that a rolled-back subtransaction takes
 // its part with it. Lives in TopTransactionContext; plain data.
@@ -104,11 +104,13 @@ void push_status(const Pending &q, int &waited_ms) {
 
 // After commit: nothing here may fail.
 void after_commit(void) {
-	bool changed = false, status = false;
+	bool changed = false, status = false, events = false, tokens = false;
 	uint64 notifies = 0;
 	int waited_ms = 0;
 	for (int i = 0; i < n_pending; i++) {
 		changed |= pending[i].kind == kOrdersChanged;
+		events |= pending[i].kind == kEventPublished;
+		tokens |= pending[i].kind == kTokensChanged;
 		notifies += pending[i].kind == kNotify;
 		if (pending[i].kind == kRevokeKey)
 			(void)lt_keys.revoke(pending[i].key_id);
@@ -131,6 +133,13 @@ void after_commit(void) {
 	}
 	if (notifies)
 		lt::fetch_add_relaxed(lt_ctl->counters.notifications, notifies);
+	// The HTTP worker streams events and checks tokens: it looks again.
+	if (events)
+		lt::fetch_add(lt_ctl->events_gen, uint64(1));
+	if (tokens)
+		lt::fetch_add(lt_ctl->tokens_gen, uint64(1));
+	if (events || tokens)
+		lt_wake_http();
 }
 
 void on_xact(XactEvent event, void *) {
@@ -221,6 +230,20 @@ LT_FUNCTION(livetrack_await_own_status) {
 LT_FUNCTION(livetrack_order_changed) {
 	lt_require_database();
 	add(Pending{kOrdersChanged});
+	PG_RETURN_VOID();
+}
+
+// livetrack._event_published(): the transaction published an order event.
+LT_FUNCTION(livetrack_event_published) {
+	lt_require_shared();
+	add(Pending{kEventPublished});
+	PG_RETURN_VOID();
+}
+
+// livetrack._tokens_changed(): the token secret was rotated.
+LT_FUNCTION(livetrack_tokens_changed) {
+	lt_require_shared();
+	add(Pending{kTokensChanged});
 	PG_RETURN_VOID();
 }
 

@@ -39,6 +39,9 @@ int lt_max_keys;
 int lt_notify_interval_ms;
 double lt_near_radius_m;
 double lt_assign_radius_m;
+char *lt_http_listen_addresses;
+int lt_http_port;
+int lt_http_max_connections;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -87,6 +90,7 @@ static void lt_shmem_startup(void) {
 		auto *ctl = reinterpret_cast<LtControl *>(base);
 		memset(ctl, 0, sizeof *ctl);
 		ctl->listener_procno = -1;
+		ctl->http_procno = -1;
 		for (int32 &p : ctl->flusher_procno)
 			p = -1;
 		lt::consumer_group_init(ctl->flushers, uint32(lt_flushers), 0);
@@ -130,6 +134,11 @@ Latch *lt_latch_of(int32 procno) {
 	return &ProcGlobal->allProcs[procno].procLatch;
 }
 
+void lt_wake_http(void) {
+	if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->http_procno)))
+		SetLatch(l);
+}
+
 void lt_wake_flushers(void) {
 	for (uint32 i = 0; i < lt::kMaxConsumers; i++)
 		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->flusher_procno[i])))
@@ -156,6 +165,11 @@ static void define_server_settings(void) {
 	DefineCustomIntVariable("livetrack.flushers", "Flusher processes writing history in parallel.",
 	                        "Each writes the drivers that hash to it.", &lt_flushers, 2, 1, int(lt::kMaxConsumers),
 	                        PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.http_listen_addresses",
+	                           "Comma-separated addresses for the HTTP port ('*' for all).", NULL,
+	                           &lt_http_listen_addresses, "127.0.0.1", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.http_port", "HTTP port for apps, browsers and phones (0: off).", NULL,
+	                        &lt_http_port, 5481, 0, 65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
 static void define_settings(void) {
@@ -187,6 +201,8 @@ static void define_settings(void) {
 	DefineCustomRealVariable("livetrack.assign_radius",
 	                         "How far from the pickup, in metres, assign_order() looks for a driver.", NULL,
 	                         &lt_assign_radius_m, 5000, 0, 2e7, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.http_max_connections", "Concurrent HTTP connections; more get 503.", NULL,
+	                        &lt_http_max_connections, 10000, 1, 10000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("livetrack.enable_nearest_scan",
 	                         "Lets the planner run nearest_drivers() calls as livetrack's own scan node.",
 	                         "Off: every call runs as a function scan, with the same results.",
@@ -226,4 +242,6 @@ void _PG_init(void) {
 		snprintf(name, sizeof name, "livetrack flusher %d", i + 1);
 		register_worker(name, "livetrack_flusher_main", i);
 	}
+	if (lt_http_port != 0)
+		register_worker("livetrack http", "livetrack_http_main");
 }

@@ -66,6 +66,25 @@ struct LtControl {
 	// flusher that sees it move reloads the orders it follows.
 	uint64 orders_gen;
 
+	// The HTTP edge (worker/http.cpp).
+	int32 http_procno;  // -1 when not running
+	uint32 http_state;  // LtListenerState values: SERVING once its port is open
+	uint32 http_awaits_commit; // HTTP ingest requests wait for the watermark: flushers wake it
+	uint64 events_gen;  // bumped when a transaction that published order events commits
+	uint64 tokens_gen;  // bumped when rotate_token_secret() commits
+	// The ring's head after the listener last moved records from the ingest
+	// queue onto it, stored before it released them: a producer that sees
+	// the ingest queue's tail pass its record knows the record's ring
+	// position is below this (HTTP ingest answers after that commits).
+	uint64 ingest_ring_mark;
+	lt::Counters http_records;  // received and rejected records of HTTP ingest (HTTP worker)
+	lt::HttpCounters http;      // HTTP worker
+	lt::Counters http_records_base;
+	lt::HttpCounters http_base;
+	uint64 http_connections;    // gauges, HTTP worker
+	uint64 http_streams;
+	uint64 http_watched_orders;
+
 	uint64 ring_offset; // from the start of this struct
 	uint64 ingest_offset;
 	uint64 live_offset;
@@ -102,6 +121,13 @@ extern int lt_max_keys;
 extern int lt_notify_interval_ms;
 extern double lt_near_radius_m;
 extern double lt_assign_radius_m;
+extern char *lt_http_listen_addresses;
+extern int lt_http_port;
+extern int lt_http_max_connections;
+
+// The extension version these workers and functions were built for; the
+// workers wait while the database has another (ALTER EXTENSION ... UPDATE).
+#define LT_EXTENSION_VERSION "0.2.0"
 
 constexpr uint64 kIngestQueueSize = 65536;
 
@@ -111,6 +137,12 @@ void lt_require_shared(void);
 void lt_require_database(void);
 Latch *lt_latch_of(int32 procno);
 void lt_wake_flushers(void);
+void lt_wake_http(void);
+
+// Every livetrack.stats metric, in order; `counter` says it only grows
+// (between resets), else it is a gauge. put() must not raise an error.
+typedef void (*LtStatFn)(void *arg, const char *metric, uint64 value, bool counter);
+void lt_stats_collect(LtStatFn put, void *arg);
 
 // What waits for commit (extension/at_commit.cpp). lt_notify() is NOTIFY,
 // counted in livetrack.stats when the transaction commits.

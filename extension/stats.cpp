@@ -1,12 +1,54 @@
 // livetrack.stats: counters and gauges as (metric, value) rows, and
-// livetrack.reset_stats().
+// livetrack.reset_stats(). The HTTP worker's /metrics reads the same list.
 #include "shared.hpp"
 
 extern "C" {
 #include "utils/tuplestore.h"
 }
 
-static void put(ReturnSetInfo *rsinfo, const char *metric, uint64 value) {
+void lt_stats_collect(LtStatFn put, void *arg) {
+	const LtControl *ctl = lt_ctl;
+	const lt::Counters &c = ctl->counters, &base = ctl->counters_base;
+	const lt::Counters &h = ctl->http_records, &hbase = ctl->http_records_base;
+	// Counters only grow, from their value at the last reset.
+	auto since_reset = [](uint64 now, uint64 then) { return now > then ? now - then : 0; };
+	// Records are counted by whichever worker took them: the listener
+	// (UDP, TCP, MQTT, ingest()) or the HTTP worker.
+#define LT_PUT(name)                                                                                 \
+	put(arg, #name,                                                                                  \
+	    since_reset(lt::load_relaxed(c.name), lt::load_relaxed(base.name)) +                         \
+	        since_reset(lt::load_relaxed(h.name), lt::load_relaxed(hbase.name)),                     \
+	    true);
+	LT_COUNTERS(LT_PUT)
+#undef LT_PUT
+#define LT_PUT(name) put(arg, #name, since_reset(lt::load_relaxed(ctl->http.name), lt::load_relaxed(ctl->http_base.name)), true);
+	LT_HTTP_COUNTERS(LT_PUT)
+#undef LT_PUT
+	put(arg, "live_drivers", lt_live.size(), false);
+	put(arg, "live_capacity", lt_live.capacity(), false);
+	put(arg, "ring_used", lt_ring.size(), false);
+	put(arg, "ring_capacity", lt_ring.capacity(), false);
+	put(arg, "ingest_queue_used", lt_ingest.size(), false);
+	put(arg, "tcp_connections", lt::load_relaxed(ctl->tcp_connections), false);
+	put(arg, "http_connections", lt::load_relaxed(ctl->http_connections), false);
+	put(arg, "http_streams", lt::load_relaxed(ctl->http_streams), false);
+	put(arg, "http_watched_orders", lt::load_relaxed(ctl->http_watched_orders), false);
+	put(arg, "flush_latency_p50_us", ctl->flush_latency_us.quantile(0.50, &ctl->flush_latency_base), false);
+	put(arg, "flush_latency_p99_us", ctl->flush_latency_us.quantile(0.99, &ctl->flush_latency_base), false);
+	put(arg, "visible_latency_p50_us", ctl->visible_latency_us.quantile(0.50, &ctl->visible_latency_base), false);
+	put(arg, "visible_latency_p99_us", ctl->visible_latency_us.quantile(0.99, &ctl->visible_latency_base), false);
+	put(arg, "last_flush_records", lt::load_relaxed(ctl->last_flush_records), false);
+	put(arg, "last_flush_max_latency_us", lt::load_relaxed(ctl->last_flush_max_latency_us), false);
+	put(arg, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us), false);
+	put(arg, "grid_cells", lt_live.grid().used(), false);
+	put(arg, "grid_rebuilds", lt_live.grid().rebuilds(), false);
+	put(arg, "signing_keys", lt_keys.size(), false);
+	put(arg, "listener_state", lt::load_relaxed(ctl->listener_state), false);
+	put(arg, "http_state", lt::load_relaxed(ctl->http_state), false);
+}
+
+static void put_row(void *arg, const char *metric, uint64 value, bool) {
+	auto *rsinfo = static_cast<ReturnSetInfo *>(arg);
 	Datum values[2] = {CStringGetTextDatum(metric), Int64GetDatum(int64(value))};
 	bool nulls[2] = {false, false};
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -15,30 +57,7 @@ static void put(ReturnSetInfo *rsinfo, const char *metric, uint64 value) {
 LT_FUNCTION(livetrack_stats_rows) {
 	lt_require_shared();
 	ReturnSetInfo *rsinfo = lt_init_srf(fcinfo);
-	const LtControl *ctl = lt_ctl;
-	const lt::Counters &c = ctl->counters, &base = ctl->counters_base;
-	// Counters only grow, from their value at the last reset.
-	auto since_reset = [](uint64 now, uint64 then) { return now > then ? now - then : 0; };
-#define LT_PUT(name) put(rsinfo, #name, since_reset(lt::load_relaxed(c.name), lt::load_relaxed(base.name)));
-	LT_COUNTERS(LT_PUT)
-#undef LT_PUT
-	put(rsinfo, "live_drivers", lt_live.size());
-	put(rsinfo, "live_capacity", lt_live.capacity());
-	put(rsinfo, "ring_used", lt_ring.size());
-	put(rsinfo, "ring_capacity", lt_ring.capacity());
-	put(rsinfo, "ingest_queue_used", lt_ingest.size());
-	put(rsinfo, "tcp_connections", lt::load_relaxed(ctl->tcp_connections));
-	put(rsinfo, "flush_latency_p50_us", ctl->flush_latency_us.quantile(0.50, &ctl->flush_latency_base));
-	put(rsinfo, "flush_latency_p99_us", ctl->flush_latency_us.quantile(0.99, &ctl->flush_latency_base));
-	put(rsinfo, "visible_latency_p50_us", ctl->visible_latency_us.quantile(0.50, &ctl->visible_latency_base));
-	put(rsinfo, "visible_latency_p99_us", ctl->visible_latency_us.quantile(0.99, &ctl->visible_latency_base));
-	put(rsinfo, "last_flush_records", lt::load_relaxed(ctl->last_flush_records));
-	put(rsinfo, "last_flush_max_latency_us", lt::load_relaxed(ctl->last_flush_max_latency_us));
-	put(rsinfo, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us));
-	put(rsinfo, "grid_cells", lt_live.grid().used());
-	put(rsinfo, "grid_rebuilds", lt_live.grid().rebuilds());
-	put(rsinfo, "signing_keys", lt_keys.size());
-	put(rsinfo, "listener_state", lt::load_relaxed(ctl->listener_state));
+	lt_stats_collect(put_row, rsinfo);
 	return (Datum)0;
 }
 
@@ -46,8 +65,13 @@ LT_FUNCTION(livetrack_stats_rows) {
 LT_FUNCTION(livetrack_reset_stats) {
 	lt_require_shared();
 	LtControl *ctl = lt_ctl;
-#define LT_COPY(name) lt::store_relaxed(ctl->counters_base.name, lt::load_relaxed(ctl->counters.name));
+#define LT_COPY(name)                                                                         \
+	lt::store_relaxed(ctl->counters_base.name, lt::load_relaxed(ctl->counters.name));         \
+	lt::store_relaxed(ctl->http_records_base.name, lt::load_relaxed(ctl->http_records.name));
 	LT_COUNTERS(LT_COPY)
+#undef LT_COPY
+#define LT_COPY(name) lt::store_relaxed(ctl->http_base.name, lt::load_relaxed(ctl->http.name));
+	LT_HTTP_COUNTERS(LT_COPY)
 #undef LT_COPY
 	ctl->flush_latency_us.copy_to(ctl->flush_latency_base);
 	ctl->visible_latency_us.copy_to(ctl->visible_latency_base);

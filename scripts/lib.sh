@@ -8,7 +8,8 @@ set -euo pipefail
 
 LT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LT_PACKAGES=(build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
-	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd libssl-dev)
+	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd
+	libssl-dev libhttp-parser-dev curl nginx-light)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -26,8 +27,8 @@ lt_install_packages() {
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 	fi
-	# The packaged default cluster is not ours; keep it from holding ports.
-	as_root systemctl disable --now postgresql >/dev/null 2>&1 || true
+	# The packaged default services are not ours; keep them from holding ports.
+	as_root systemctl disable --now postgresql nginx >/dev/null 2>&1 || true
 }
 
 # A bigger UDP receive buffer lets the listener ride out bursts (the kernel
@@ -107,6 +108,8 @@ lt_cluster_init() {
 		echo "shared_preload_libraries = 'livetrack'"
 		echo "livetrack.database = '$db'"
 		echo "livetrack.port = $lport"
+		# A free HTTP port unless the caller names one (a later line wins).
+		echo "livetrack.http_port = $(lt_free_port)"
 		# After each checkpoint every hot history-index page (one per driver)
 		# is logged whole once; at 100,000 records/s 4GB of WAL brought one
 		# every 80 s. With 16GB they come from checkpoint_timeout instead.

@@ -571,18 +571,25 @@ void ListenerEngine::drain_ingest() {
 		if (p.flags & kPingStatusOnly)
 			apply_status(p);
 		else {
-			bump(c_.received_messages);
+			if (!(p.flags & kPingCounted))
+				bump(c_.received_messages);
 			accept_fix(p.fix, p.received_us);
 		}
 		n++;
 		if (n == 1024) {
-			ingest_.release(n);
+			release_ingest(n);
 			n = 0;
 		}
 	}
 	if (n)
-		ingest_.release(n);
+		release_ingest(n);
 	note_ring_growth(before);
+}
+
+void ListenerEngine::release_ingest(uint64_t n) {
+	if (ingest_mark_)
+		store_release(*ingest_mark_, ring_.head());
+	ingest_.release(n);
 }
 
 void ListenerEngine::send_acks() {

@@ -54,6 +54,9 @@ public:
 	// Signing keys to verify signed messages with (nullptr: none, every signed
 	// message is refused unless auth is off). The listener owns their replay windows.
 	void set_keys(KeyStore *keys) { keys_ = keys; }
+	// Where to publish the ring's head each time ingest records have been
+	// moved onto the ring, before they are released from the ingest queue.
+	void set_ingest_mark(uint64_t *mark) { ingest_mark_ = mark; }
 
 	// Does everything that is ready, without blocking. With drain=true it reads
 	// every socket until the kernel has nothing more (wait_flushed()).
@@ -86,11 +89,13 @@ private:
 	void accept_fix(const Fix &f, int64_t received_us);
 	void apply_status(const Ping &p);
 	void note_ring_growth(uint64_t before);
+	void release_ingest(uint64_t n);
 
 	Ring<Ping> &ring_;
 	Ring<Ping> &ingest_;
 	LiveTable &live_;
 	KeyStore *keys_ = nullptr;
+	uint64_t *ingest_mark_ = nullptr;
 	Counters &c_;
 	Histogram *visible_;
 	EngineConfig cfg_;

@@ -134,7 +134,7 @@ void push(const lt::Ping *pings, int n, uint32 me, uint32 n_flushers, uint64 gen
 		if (d.position && positions) {
 			char channel[NAMEDATALEN], payload[512];
 			snprintf(channel, sizeof channel, "livetrack_order_%llu", (unsigned long long)w->order_id);
-			if (lt::format_position(payload, sizeof payload, *w, p.fix, d) < int(sizeof payload))
+			if (lt::format_order_message(payload, sizeof payload, lt::position_message(*w, p.fix, d)))
 				lt_notify(channel, payload);
 		}
 		if (d.near && near_event(*w, p.fix, d)) {

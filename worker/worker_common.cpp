@@ -1,6 +1,10 @@
 #include "worker_common.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -9,6 +13,8 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/timeout.h"
 }
 
@@ -70,6 +76,26 @@ bool lt_worker_sleep(long ms) {
 	return lt_worker_interrupts();
 }
 
+// The installed version of the extension, or NULL (in the current
+// transaction's memory).
+static char *extension_version(void) {
+	Relation rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum("livetrack"));
+	SysScanDesc scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	HeapTuple tup = systable_getnext(scan);
+	char *version = NULL;
+	if (HeapTupleIsValid(tup)) {
+		bool isnull;
+		Datum d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
 Oid lt_extension_oid(void) {
 	// Commit leaves TopMemoryContext current; give the caller its own back,
 	// so a loop's per-iteration context keeps covering what it allocates.
@@ -77,6 +103,21 @@ Oid lt_extension_oid(void) {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	Oid oid = get_extension_oid("livetrack", true);
+	if (OidIsValid(oid)) {
+		// The SQL objects of another version are not what this library
+		// writes to: wait for ALTER EXTENSION livetrack UPDATE.
+		static Oid warned;
+		char *v = extension_version();
+		if (v == NULL || strcmp(v, LT_EXTENSION_VERSION) != 0) {
+			if (warned != oid)
+				ereport(LOG, (errmsg("%s: extension livetrack is version %s, this library serves %s; waiting for "
+				                     "ALTER EXTENSION livetrack UPDATE",
+				                     MyBgworkerEntry ? MyBgworkerEntry->bgw_name : "livetrack", v ? v : "?",
+				                     LT_EXTENSION_VERSION)));
+			warned = oid;
+			oid = InvalidOid;
+		}
+	}
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	pgstat_report_activity(STATE_IDLE, NULL);

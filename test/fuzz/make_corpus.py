@@ -84,3 +84,46 @@ write("fuzz_stream", "binary_partial", bytes([200, 255]) + good1 + mixed[:100])
 write("fuzz_stream", "json_crlf_blank", bytes([1, 60]) + b"\r\n".join(json_lines[:3]) + b"\n\n\r\n" + json_lines[3] + b"\n")
 write("fuzz_stream", "json_too_long", bytes([9, 10]) + json_lines[0] + b"\n" + b'{"driver_id":1,"lat":1,"lon":2}\n' + b"{" + b"x" * 200 + b"\n{}\n")
 write("fuzz_stream", "json_no_newline", bytes([5, 200]) + json_lines[1])
+
+# fuzz_http: [chunk seed] + requests as a connection receives them
+http = [
+    b"GET /v1/orders/42/stream?access_token=abc HTTP/1.1\r\nHost: h\r\nLast-Event-ID: 7\r\n\r\n",
+    b"POST /v1/pings HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\r\n"
+    b'{"driver_id":1,"lat":1,"lon":2}',
+    b"POST /v1/osmand HTTP/1.1\r\nTransfer-Encoding: chunked\r\nAuthorization: Basic dTpwdw==\r\n\r\n"
+    b"9\r\nid=1&lat=\r\n3\r\n1.5\r\n0\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    b"POST /v1/pings HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n[]",
+    b"GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
+    b"GET /\x00 HTTP/1.1\r\n\r\n",
+]
+for i, req in enumerate(http):
+    write("fuzz_http", "req%d" % i, bytes([i * 37]) + req)
+
+# fuzz_jwt: tokens and payloads
+for i, t in enumerate([
+        b'{"iss":"livetrack","iat":1763700000,"exp":1763703600,"scope":"watch","order_id":42}',
+        b'{"iss": "livetrack", "exp": 1763703600, "scope": "dispatch", "area": [[[[77.5, 12.9], [77.7, 12.9], '
+        b'[77.7, 13.1], [77.5, 12.9]]]]}',
+        b'{"iss":"livetrack","exp":1763703600,"scope":"device","driver_id":9223372036854775807}',
+        b"eyJhbGciOiJub25lIn0.eyJpc3MiOiJsaXZldHJhY2sifQ.",
+        b"eyJhbGciOiJIUzI1NiJ9.e30.AAAA"]):
+    write("fuzz_jwt", "t%d" % i, t)
+
+# fuzz_sse: [chunk size] + data
+for i, d in enumerate([b'{"type": "status", "order_id": 1}', b"a\r\nb\rc\nd\r\r\n\n", b"\xef\xbb\xbfdata: x\n\n: c\nid: 9\n\n"]):
+    write("fuzz_sse", "d%d" % i, bytes([i + 1]) + d)
+
+# fuzz_http_ingest: [who/policy] + body
+ingest = [
+    b'{"driver_id":42,"lat":12.97,"lon":77.59,"ts":1763700000123}\n{"driver_id":7,"lat":1,"lon":2}\n',
+    b'[{"driver_id":42,"latitude":1,"longitude":2,"timestamp":"2025-11-21T04:40:00Z"},3]',
+    good1 + mixed,
+    b"id=42&lat=60.0&lon=30.0&timestamp=1763700000&speed=10&bearing=7.5&accuracy=5",
+    b'{"_type":"location","lat":48.85,"lon":2.29,"tst":1763700000,"vel":36,"cog":56,"acc":10,"topic":"owntracks/u/42"}',
+    b'{"location":{"timestamp":"2025-11-21T04:40:00.000Z","coords":{"latitude":37.4,"longitude":-122.1,"speed":3,'
+    b'"heading":-1,"accuracy":5}},"device_id":"42"}',
+]
+for i, b in enumerate(ingest):
+    write("fuzz_http_ingest", "b%d" % i, bytes([i * 5]) + b)

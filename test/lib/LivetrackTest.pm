@@ -7,6 +7,7 @@ use warnings;
 use Exporter 'import';
 use IO::Select;
 use IO::Socket::INET;
+use JSON::PP;
 use Math::BigInt;
 use POSIX qw(floor);
 use PostgreSQL::Test::Cluster;
@@ -15,26 +16,140 @@ use Test::More;
 use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_send tcp_connect read_acks read_line
-  closed_by_peer stat_value stats wait_flushed worker_pid wait_serving flusher_of);
+  closed_by_peer stat_value stats wait_flushed worker_pid wait_serving flusher_of
+  http_request sse_open sse_events wait_http);
 
 $SIG{PIPE} = 'IGNORE';    # a closed device socket is an error to report, not a reason to die
 
 # A cluster that preloads livetrack, serves database "postgres", and has the
-# extension created and the listener serving. Returns ($node, $device_port).
+# extension created and the listener serving. Returns ($node, $device_port,
+# $http_port).
 sub start_node {
 	my ($name, @conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 	my $lport = PostgreSQL::Test::Cluster::get_free_port();
+	my $hport = PostgreSQL::Test::Cluster::get_free_port();
 	$node->append_conf('postgresql.conf', join("\n",
 		"shared_preload_libraries = 'livetrack'",
 		"livetrack.port = $lport",
+		"livetrack.http_port = $hport",
 		"livetrack.flush_interval = '50ms'",
 		@conf) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION livetrack CASCADE');
 	wait_serving($node);
-	return ($node, $lport);
+	wait_http($node);
+	return ($node, $lport, $hport);
+}
+
+# Waits (through restarts) until the HTTP worker serves.
+sub wait_http {
+	my ($node) = @_;
+	$node->poll_query_until('postgres', "SELECT value = 3 FROM livetrack.stats WHERE metric = 'http_state'")
+	  or die "the HTTP worker did not start serving";
+}
+
+# One HTTP/1.1 request on a connection of its own. Options: headers =>
+# {name => value}, body => bytes, timeout => s, raw => the whole request as
+# bytes instead. Returns {status, headers (lower-case names), body}; status
+# is 0 if the connection closed or timed out before an answer.
+sub http_request {
+	my ($port, $method, $path, %o) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 10)
+	  or die "http connect: $!";
+	my $req = $o{raw};
+	if (!defined $req) {
+		my %h = (Host => "127.0.0.1:$port", Connection => 'close', %{ $o{headers} // {} });
+		$h{'Content-Length'} = length($o{body}) if defined $o{body};
+		$req = "$method $path HTTP/1.1\r\n" . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n" . ($o{body} // '');
+	}
+	syswrite($s, $req);
+	my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time() + ($o{timeout} // 20));
+	while ((my $left = $deadline - time()) > 0) {
+		last unless $sel->can_read($left);
+		my $got = sysread($s, $buf, 65536, length $buf);
+		last if !$got;
+		last if _complete($buf);
+	}
+	close $s;
+	return _parse_response($buf);
+}
+
+sub _complete {
+	my ($buf) = @_;
+	my $end = index($buf, "\r\n\r\n");
+	return 0 if $end < 0;
+	my $head = substr($buf, 0, $end);
+	return length($buf) >= $end + 4 + $1 if $head =~ /^content-length:\s*(\d+)/mi;
+	return 0;
+}
+
+sub _parse_response {
+	my ($buf) = @_;
+	my $end = index($buf, "\r\n\r\n");
+	return { status => 0, headers => {}, body => $buf } if $end < 0;
+	my ($status_line, @lines) = split /\r\n/, substr($buf, 0, $end);
+	my ($status) = $status_line =~ m{^HTTP/1\.\d (\d{3})};
+	my %h = map { my ($k, $v) = /^([^:]+):\s*(.*)$/; (lc($k) => $v) } @lines;
+	return { status => $status // 0, headers => \%h, body => substr($buf, $end + 4) };
+}
+
+# Opens a Server-Sent Events stream. Returns ($socket, $status, $headers);
+# the socket is positioned after the response head, events follow.
+my %sse_buf;
+sub sse_open {
+	my ($port, $path, %headers) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 10)
+	  or die "sse connect: $!";
+	my $req = "GET $path HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nAccept: text/event-stream\r\n"
+	  . join('', map { "$_: $headers{$_}\r\n" } sort keys %headers) . "\r\n";
+	syswrite($s, $req);
+	my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time() + 20);
+	while (index($buf, "\r\n\r\n") < 0) {
+		my $left = $deadline - time();
+		last if $left <= 0 || !$sel->can_read($left);
+		my $got = sysread($s, $buf, 65536, length $buf);
+		last if !$got;
+	}
+	my $r = _parse_response($buf);
+	$sse_buf{"$s"} = $r->{body};
+	return ($s, $r->{status}, $r->{headers}, $r->{body});
+}
+
+# Reads events until $until->(\@events) is true, the timeout passes, or the
+# stream ends. Returns (\@events, $closed): each event {event, id, data,
+# json (the data decoded, if it is JSON)}; comments count as {event => ':'}.
+sub sse_events {
+	my ($s, $timeout, $until) = @_;
+	my @ev;
+	my $closed = 0;
+	my $sel = IO::Select->new($s);
+	my $deadline = time() + $timeout;
+	my $buf = \$sse_buf{"$s"};
+	$$buf //= '';
+	while (1) {
+		while ($$buf =~ s/^(.*?)\n\n//s) {
+			my %e = (event => 'message');
+			for my $line (split /\n/, $1) {
+				if ($line =~ /^:/) { $e{event} = ':'; next; }
+				my ($k, $v) = $line =~ /^([^:]*):\s?(.*)$/ or next;
+				if ($k eq 'data') { $e{data} = defined $e{data} ? "$e{data}\n$v" : $v; }
+				else { $e{$k} = $v; }
+			}
+			# A block with neither data nor a comment (retry:, a bare id:) is no event.
+			next unless defined $e{data} || $e{event} eq ':';
+			$e{json} = eval { JSON::PP::decode_json($e{data}) } if defined $e{data} && $e{data} =~ /^[{\[]/;
+			push @ev, \%e;
+		}
+		last if $until && $until->(\@ev);
+		my $left = $deadline - time();
+		last if $left <= 0;
+		next unless $sel->can_read($left);
+		my $got = sysread($s, $$buf, 65536, length $$buf);
+		if (!$got) { $closed = 1; last; }
+	}
+	return (\@ev, $closed);
 }
 
 # Waits (through restarts) until the listener serves and wait_flushed works.

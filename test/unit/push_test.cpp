@@ -89,20 +89,43 @@ TEST(Push, PositionPayloadIsTheSpecShape) {
 	w.target = lt::kTargetDropoff;
 	lt::Fix f = fix_at(12.9716, 77.5946, 1764777672123, 830);
 	lt::PushDecision d = lt::watch_fix(w, f, false, 1, kSecond, kSecond, 300);
+	std::string s = lt::format_order_message(lt::position_message(w, f, d));
+	char want[512];
+	// jsonb's key order and spacing, so the text equals payload::text.
+	std::snprintf(want, sizeof want,
+	              "{\"ts\": \"2025-12-03T16:01:12.123Z\", \"lat\": 12.9716000, \"lon\": 77.5946000, "
+	              "\"type\": \"position\", \"eta_s\": %.1f, \"status\": \"picked_up\", \"target\": \"dropoff\", "
+	              "\"order_id\": 42, \"driver_id\": 7, \"distance_m\": %.1f}",
+	              d.distance_m / 8.3, d.distance_m);
+	EXPECT_EQ(s, want);
 	char buf[512];
-	int n = lt::format_position(buf, sizeof buf, w, f, d);
-	ASSERT_GT(n, 0);
-	ASSERT_LT(size_t(n), sizeof buf);
-	std::string s(buf);
-	EXPECT_EQ(s.rfind("{\"type\":\"position\",\"order_id\":42,\"driver_id\":7,\"status\":\"picked_up\","
-	                  "\"lat\":12.9716000,\"lon\":77.5946000,\"ts\":\"2025-12-03T16:01:12.123Z\",\"distance_m\":",
-	                  0),
-	          0u)
-	    << s;
-	EXPECT_NE(s.find("\"target\":\"dropoff\"}"), std::string::npos) << s;
-	char want[64];
-	std::snprintf(want, sizeof want, "\"eta_s\":%.1f,", d.distance_m / 8.3);
-	EXPECT_NE(s.find(want), std::string::npos) << s;
+	ASSERT_TRUE(lt::format_order_message(buf, sizeof buf, lt::position_message(w, f, d)));
+	EXPECT_EQ(std::string(buf), s);
+	EXPECT_FALSE(lt::format_order_message(buf, 16, lt::position_message(w, f, d)));
+}
+
+TEST(Push, StatusMessageNullsAndEventId) {
+	lt::OrderMessage m;
+	m.type = "status";
+	m.event_id = 17;
+	m.order_id = 5;
+	m.status = "created";
+	m.ts_ms = 0;
+	EXPECT_EQ(lt::format_order_message(m),
+	          "{\"ts\": \"1970-01-01T00:00:00.000Z\", \"lat\": null, \"lon\": null, \"type\": \"status\", "
+	          "\"eta_s\": null, \"status\": \"created\", \"target\": null, \"event_id\": 17, \"order_id\": 5, "
+	          "\"driver_id\": null, \"distance_m\": null}");
+	m.has_position = true;
+	m.lat = -0.0;
+	m.lon = -12.5;
+	m.target = "pickup";
+	m.has_distance = true;
+	m.distance_m = 0.04; // rounds to 0.0, never "-0.0"
+	m.eta_s = -0.0;
+	std::string s = lt::format_order_message(m);
+	EXPECT_NE(s.find("\"lat\": 0.0000000, \"lon\": -12.5000000"), std::string::npos) << s;
+	EXPECT_NE(s.find("\"eta_s\": 0.0,"), std::string::npos) << s;
+	EXPECT_NE(s.find("\"distance_m\": 0.0}"), std::string::npos) << s;
 }
 
 } // namespace

@@ -1,0 +1,1108 @@
+#include "http_server.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../core/atomics.hpp"
+#include "../core/clock.hpp"
+#include "../core/geo.hpp"
+#include "../core/http.hpp"
+#include "../core/http_ingest.hpp"
+#include "../core/jwt.hpp"
+#include "../core/push.hpp"
+#include "../core/sse.hpp"
+
+namespace lt {
+namespace {
+
+constexpr size_t kReadChunk = 16384;
+constexpr size_t kMaxBuffered = kReadChunk + http::kMaxHead + http::kMaxBody; // one request and some
+constexpr size_t kMaxQueued = 1 << 20;       // unsent bytes of a stream before it is cut off
+constexpr int64_t kHeadTimeoutUs = 10 * 1000000;   // a request must arrive within this
+constexpr int64_t kIdleTimeoutUs = 60 * 1000000;   // keep-alive connections with nothing to do
+constexpr int64_t kHeartbeatUs = 10 * 1000000;     // SSE comment when nothing else was sent (SPEC: 15 s)
+constexpr int64_t kStalledUs = 60 * 1000000;       // a stream that took nothing for this long is cut
+constexpr int64_t kCommitTimeoutUs = 30 * 1000000; // HTTP ingest waiting for its commit
+constexpr int64_t kEventPollUs = 1000000;          // poll events at least this often (a missed wake-up)
+constexpr int64_t kLingerUs = 2 * 1000000;        // reading what a client sends after our last answer
+constexpr int kTickMs = 25;
+constexpr int kStreamSndBuf = 32 * 1024;           // the kernel doubles it                        // positions are looked at this often
+constexpr int kEventBatch = 2000;
+constexpr uint32_t kRetryMs = 2000;                // EventSource reconnects after this
+
+enum Kind : uint64_t { kListen = 1, kConn = 2 };
+uint64_t tag(Kind k, uint64_t v) { return uint64_t(k) << 32 | v; }
+
+bool is_loopback(const sockaddr_storage &a) {
+	if (a.ss_family == AF_INET)
+		return (ntohl(reinterpret_cast<const sockaddr_in *>(&a)->sin_addr.s_addr) >> 24) == 127;
+	if (a.ss_family == AF_INET6) {
+		auto *s = reinterpret_cast<const sockaddr_in6 *>(&a);
+		return IN6_IS_ADDR_LOOPBACK(&s->sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr) && s->sin6_addr.s6_addr[12] == 127);
+	}
+	return false;
+}
+
+void set_opt(int fd, int level, int opt, int v) { (void)setsockopt(fd, level, opt, &v, sizeof v); }
+
+bool final_status(const std::string &s) { return s == "delivered" || s == "cancelled"; }
+
+uint8_t target_of(const std::string &t) {
+	return t == "pickup" ? kTargetPickup : t == "dropoff" ? kTargetDropoff : 0;
+}
+
+std::shared_ptr<const std::string> shared(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+const char kSseHead[] = "HTTP/1.1 200 OK\r\n"
+                        "Content-Type: text/event-stream\r\n"
+                        "Cache-Control: no-cache\r\n"
+                        "X-Accel-Buffering: no\r\n" // nginx: pass events on at once
+                        "Access-Control-Allow-Origin: *\r\n"
+                        "Connection: close\r\n\r\n";
+
+} // namespace
+
+struct Chunk {
+	std::shared_ptr<const std::string> data;
+	size_t off;
+	uint64_t key; // != 0: a position that a newer one with the same key replaces while unsent
+};
+
+struct HttpConn {
+	int fd = -1;
+	uint32_t slot = 0;
+	bool loopback = false;
+	// Lingering: the last answer is out and our side shut down; what the
+	// client still sends is read and dropped until it closes, so that a
+	// 413 or 400 is not lost to a reset (as nginx's lingering close).
+	enum State : uint8_t { Reading, Loading, Committing, Streaming, Lingering } state = Reading;
+	bool peer_closed = false;       // EOF from the client
+	bool close_after_write = false; // the last response is queued
+	uint32_t events = 0;
+	int64_t last_in_us = 0, last_out_us = 0;
+	int64_t request_us = 0; // first byte of the request being read; 0 between requests
+	std::unique_ptr<http::Parser> parser;
+	std::string in;
+	std::vector<Chunk> out;
+	size_t out_head = 0, out_bytes = 0;
+	int64_t stalled_since_us = 0; // when the socket last refused bytes with data queued
+	int64_t linger_since_us = 0;
+	bool keep_alive = true;
+	// Loading: an order's snapshot (and events to resume with) is on its way.
+	uint64_t order_id = 0;
+	uint64_t last_event_id = 0;
+	bool wants_stream = false;
+	std::shared_ptr<const Area> area; // a dispatch token's area (the order's pickup must be in it)
+	// Committing: HTTP ingest, answered once its fixes are committed.
+	std::vector<Fix> fixes;
+	size_t pushed = 0;
+	uint64_t ingest_pos = 0;
+	bool have_mark = false;
+	uint64_t ring_mark = 0;
+	std::string answer;
+	int64_t since_us = 0;
+	// Streaming.
+	uint64_t token_gen = 0;
+	int64_t token_exp_s = 0;
+};
+
+struct OrderChannel {
+	uint64_t order_id = 0;
+	uint64_t driver_id = 0;
+	std::string status;
+	uint8_t target = 0;
+	double pickup_lat = 0, pickup_lon = 0, dropoff_lat = 0, dropoff_lon = 0;
+	uint32_t live_index = kNoEntry;
+	uint64_t live_driver = 0;
+	int64_t last_fix_ts = 0;  // the newest fix seen (sent or waiting for the interval)
+	int64_t sent_fix_ts = 0;  // the fix of the last position sent
+	int64_t last_sent_us = 0;
+	std::vector<HttpConn *> watchers;
+};
+
+HttpServer::HttpServer(HttpBackend &db, Ring<Ping> &ring, Ring<Ping> &ingest, const uint64_t *ingest_mark,
+                       LiveTable &live, KeyStore *keys, HttpCounters &counters, Counters &records)
+    : db_(db), ring_(ring), ingest_(ingest), ingest_mark_(ingest_mark), live_(live), keys_(keys), hc_(counters),
+      rc_(records) {}
+
+HttpServer::~HttpServer() { close_all(); }
+
+void HttpServer::set_config(const HttpConfig &cfg) {
+	cfg_.max_connections = cfg.max_connections;
+	cfg_.policy = cfg.policy;
+	cfg_.notify_interval_us = cfg.notify_interval_us;
+}
+
+bool HttpServer::open(const HttpConfig &cfg, std::string &err) {
+	close_all();
+	cfg_ = cfg;
+	epfd_ = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd_ < 0) {
+		err = std::string("epoll_create1: ") + std::strerror(errno);
+		return false;
+	}
+	char port[16];
+	std::snprintf(port, sizeof port, "%d", cfg.port);
+	for (const std::string &a : cfg.addresses) {
+		addrinfo hints{}, *res = nullptr;
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+		int rc = getaddrinfo(a == "*" || a.empty() ? nullptr : a.c_str(), port, &hints, &res);
+		if (rc != 0) {
+			err += "could not resolve \"" + a + "\": " + gai_strerror(rc) + "; ";
+			continue;
+		}
+		for (addrinfo *ai = res; ai; ai = ai->ai_next) {
+			int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				continue;
+			set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+			if (ai->ai_family == AF_INET6)
+				set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+				err += "http " + a + ":" + port + ": " + std::strerror(errno) + "; ";
+				::close(fd);
+				continue;
+			}
+			epoll_event ev{};
+			ev.events = EPOLLIN;
+			ev.data.u64 = tag(kListen, uint64_t(fd));
+			epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+			listen_.push_back(fd);
+		}
+		freeaddrinfo(res);
+	}
+	return !listen_.empty();
+}
+
+void HttpServer::close_all() {
+	for (HttpConn *c : conns_)
+		if (c)
+			close_conn(c);
+	reap();
+	conns_.clear();
+	free_slots_.clear();
+	channels_.clear();
+	loading_.clear();
+	committing_.clear();
+	awaiting_commit_ = 0;
+	for (int fd : listen_)
+		::close(fd);
+	listen_.clear();
+	if (epfd_ >= 0)
+		::close(epfd_);
+	epfd_ = -1;
+}
+
+void HttpServer::set_token_secret(const uint8_t *secret, size_t len, uint64_t gen) {
+	bool rotated = have_secret_ && gen != secret_gen_;
+	secret_.assign(secret, secret + len);
+	secret_gen_ = gen;
+	have_secret_ = true;
+	if (!rotated)
+		return;
+	// Every token issued before is refused from now on, and so is every
+	// stream opened with one.
+	for (HttpConn *c : conns_)
+		if (c && c->state == HttpConn::Streaming && c->token_gen != gen)
+			end_stream(c, "error", "{\"error\":\"the token secret was rotated\"}", 0);
+}
+
+int HttpServer::tick_ms() const { return kTickMs; }
+
+// ---------------------------------------------------------------- sockets
+
+void HttpServer::run_once() {
+	if (epfd_ < 0)
+		return;
+	epoll_event evs[256];
+	int n = epoll_wait(epfd_, evs, 256, 0);
+	for (int i = 0; i < n; i++) {
+		uint64_t kind = evs[i].data.u64 >> 32, v = evs[i].data.u64 & 0xFFFFFFFFu;
+		if (kind == kListen) {
+			accept_all(int(v));
+			continue;
+		}
+		if (kind != kConn || v >= conns_.size() || conns_[v] == nullptr)
+			continue;
+		HttpConn *c = conns_[v];
+		if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+			close_conn(c);
+			continue;
+		}
+		if (evs[i].events & EPOLLOUT) {
+			flush_out(c);
+			if (c->fd < 0)
+				continue;
+		}
+		if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
+			on_readable(c);
+	}
+	if (!committing_.empty())
+		service_commits();
+	if (!loading_.empty())
+		service_loads();
+	int64_t now = mono_us();
+	if (events_dirty_ || now - last_poll_us_ > kEventPollUs)
+		service_events();
+	reap();
+}
+
+void HttpServer::accept_all(int lfd) {
+	for (int i = 0; i < 256; i++) {
+		sockaddr_storage sa{};
+		socklen_t len = sizeof sa;
+		int fd = accept4(lfd, reinterpret_cast<sockaddr *>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (nconns_ >= size_t(cfg_.max_connections)) {
+			// SPEC 6: 503 past http_max_connections. Best effort: a fresh
+			// socket's buffer takes these bytes at once.
+			std::string r = http::error_response(503, "too many connections", false, "Retry-After: 1\r\n");
+			(void)send(fd, r.data(), r.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+			::close(fd);
+			bump(hc_.http_connections_refused);
+			continue;
+		}
+		set_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+		// Half-open peers (a phone that lost coverage) are found by keepalive.
+		set_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+		set_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, 60);
+		set_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, 10);
+		set_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, 3);
+		auto *c = new HttpConn;
+		c->fd = fd;
+		c->loopback = is_loopback(sa);
+		c->last_in_us = c->last_out_us = mono_us();
+		if (!free_slots_.empty()) {
+			c->slot = free_slots_.back();
+			free_slots_.pop_back();
+			conns_[c->slot] = c;
+		} else {
+			c->slot = uint32_t(conns_.size());
+			conns_.push_back(c);
+		}
+		nconns_++;
+		bump(hc_.http_connections_accepted);
+		update_events(c);
+	}
+}
+
+void HttpServer::on_readable(HttpConn *c) {
+	char buf[kReadChunk];
+	for (int round = 0; round < 16; round++) {
+		if (c->state != HttpConn::Streaming && c->state != HttpConn::Lingering && c->in.size() >= kMaxBuffered)
+			break; // enough buffered: wait until it is used (pipelined requests)
+		ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0) {
+			c->last_in_us = mono_us();
+			// A stream reads nothing more from its client: input is dropped
+			// (WebSocket clients speak through their own handler).
+			if (c->state != HttpConn::Streaming && c->state != HttpConn::Lingering) {
+				if (c->in.empty() && c->request_us == 0)
+					c->request_us = c->last_in_us;
+				c->in.append(buf, size_t(n));
+			}
+			if (size_t(n) < sizeof buf)
+				break;
+			continue;
+		}
+		if (n == 0) {
+			c->peer_closed = true;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			close_conn(c);
+			return;
+		}
+		break;
+	}
+	if (c->state == HttpConn::Reading)
+		process_input(c);
+	if (c->fd < 0)
+		return;
+	if (c->peer_closed && (c->state == HttpConn::Streaming || c->state == HttpConn::Reading ||
+	                       c->state == HttpConn::Lingering) &&
+	    c->out_head == c->out.size()) {
+		close_conn(c);
+		return;
+	}
+	update_events(c);
+}
+
+// Parses and answers requests one at a time while the connection is free.
+void HttpServer::process_input(HttpConn *c) {
+	while (c->state == HttpConn::Reading && !c->close_after_write && !c->in.empty()) {
+		if (!c->parser)
+			c->parser.reset(new http::Parser);
+		size_t used = 0;
+		http::Parser::Status st = c->parser->feed(c->in.data(), c->in.size(), &used);
+		c->in.erase(0, used);
+		if (st == http::Parser::Status::NeedMore)
+			break;
+		if (st == http::Parser::Status::Continue) {
+			std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+			enqueue(c, shared(std::move(cont)), 0);
+			continue;
+		}
+		if (st == http::Parser::Status::Error) {
+			int status = c->parser->error_status();
+			if (status == 413)
+				bump(hc_.http_too_large);
+			else if (status == 414 || status == 431)
+				bump(hc_.http_headers_too_large);
+			else
+				bump(hc_.http_bad_requests);
+			bump(hc_.http_requests);
+			// The stream cannot be trusted past a bad request: answer, then close.
+			respond(c, http::error_response(status, c->parser->error_text(), false), false);
+			c->in.clear();
+			break;
+		}
+		try {
+			handle_request(c);
+		} catch (const std::exception &e) {
+			// A bug that input reached must cost this request, not the
+			// worker (and everyone else's streams with it).
+			if (c->fd >= 0 && c->state == HttpConn::Reading && !c->close_after_write)
+				respond(c, http::error_response(500, e.what(), false), false);
+		}
+		if (c->fd < 0)
+			return;
+		if (c->state == HttpConn::Reading && c->parser)
+			c->parser->next();
+		c->request_us = c->in.empty() ? 0 : mono_us();
+	}
+	if (c->state == HttpConn::Reading && c->in.empty() && c->parser && c->parser->bytes_seen() == 0)
+		c->parser.reset(); // idle keep-alive connections hold no parser
+}
+
+void HttpServer::respond(HttpConn *c, std::string bytes, bool keep_alive) {
+	c->state = HttpConn::Reading;
+	if (!keep_alive)
+		c->close_after_write = true;
+	enqueue(c, shared(std::move(bytes)), 0);
+}
+
+void HttpServer::fail(HttpConn *c, int status, const char *message, bool keep_alive) {
+	switch (status) {
+	case 401: bump(hc_.http_unauthorized); break;
+	case 403: bump(hc_.http_forbidden); break;
+	case 404: bump(hc_.http_not_found); break;
+	case 413: bump(hc_.http_too_large); break;
+	default:
+		if (status >= 400 && status < 500)
+			bump(hc_.http_bad_requests);
+	}
+	std::string extra;
+	if (status == 401)
+		extra = "WWW-Authenticate: Bearer realm=\"livetrack\"\r\n";
+	respond(c, http::error_response(status, message, keep_alive, extra), keep_alive);
+}
+
+void HttpServer::enqueue(HttpConn *c, std::shared_ptr<const std::string> msg, uint64_t key) {
+	if (c->fd < 0)
+		return; // closed in this round
+	if (key != 0) {
+		// A newer position replaces one that has not started to go out.
+		for (size_t i = c->out.size(); i-- > c->out_head;) {
+			Chunk &ch = c->out[i];
+			if (ch.key == key && ch.off == 0) {
+				c->out_bytes -= ch.data->size();
+				ch.data = std::move(msg);
+				c->out_bytes += ch.data->size();
+				bump(hc_.http_positions_skipped);
+				return;
+			}
+		}
+	}
+	c->out_bytes += msg->size();
+	c->out.push_back(Chunk{std::move(msg), 0, key});
+	if (c->state == HttpConn::Streaming && c->out_bytes > kMaxQueued) {
+		// Too far behind on events: cut it off; it comes back with Last-Event-ID.
+		bump(hc_.http_closed_slow);
+		close_conn(c);
+		return;
+	}
+	flush_out(c);
+}
+
+void HttpServer::flush_out(HttpConn *c) {
+	if (c->fd < 0)
+		return;
+	while (c->out_head < c->out.size()) {
+		iovec iov[64];
+		int n = 0;
+		for (size_t i = c->out_head; i < c->out.size() && n < 64; i++, n++) {
+			iov[n].iov_base = const_cast<char *>(c->out[i].data->data()) + c->out[i].off;
+			iov[n].iov_len = c->out[i].data->size() - c->out[i].off;
+		}
+		msghdr mh{};
+		mh.msg_iov = iov;
+		mh.msg_iovlen = size_t(n);
+		ssize_t w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (c->stalled_since_us == 0)
+					c->stalled_since_us = mono_us();
+				break;
+			}
+			close_conn(c);
+			return;
+		}
+		c->last_out_us = mono_us();
+		c->stalled_since_us = 0;
+		size_t left = size_t(w);
+		while (left > 0 && c->out_head < c->out.size()) {
+			Chunk &ch = c->out[c->out_head];
+			size_t rest = ch.data->size() - ch.off;
+			if (left >= rest) {
+				left -= rest;
+				c->out_bytes -= ch.data->size();
+				ch.data.reset();
+				c->out_head++;
+			} else {
+				ch.off += left;
+				left = 0;
+			}
+		}
+	}
+	if (c->out_head == c->out.size()) {
+		c->out.clear();
+		c->out_head = 0;
+		if (c->peer_closed && c->state != HttpConn::Committing && c->state != HttpConn::Loading) {
+			close_conn(c);
+			return;
+		}
+		if (c->close_after_write && c->state != HttpConn::Lingering) {
+			(void)shutdown(c->fd, SHUT_WR);
+			c->state = HttpConn::Lingering;
+			c->linger_since_us = mono_us();
+			c->in.clear();
+			c->parser.reset();
+		}
+	} else if (c->out_head > 64 && c->out_head * 2 > c->out.size()) {
+		c->out.erase(c->out.begin(), c->out.begin() + long(c->out_head));
+		c->out_head = 0;
+	}
+	update_events(c);
+}
+
+void HttpServer::update_events(HttpConn *c) {
+	if (c->fd < 0)
+		return;
+	uint32_t want = EPOLLRDHUP;
+	if (!c->peer_closed && (c->state == HttpConn::Streaming || c->state == HttpConn::Lingering ||
+	                        c->in.size() < kMaxBuffered))
+		want |= EPOLLIN;
+	if (c->out_head < c->out.size())
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	epoll_event ev{};
+	ev.events = want;
+	ev.data.u64 = tag(kConn, c->slot);
+	epoll_ctl(epfd_, c->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c->fd, &ev);
+	c->events = want;
+}
+
+void HttpServer::detach(HttpConn *c) {
+	if (c->state == HttpConn::Streaming) {
+		// An empty channel stays until tick() drops it: callers may be
+		// walking the channels.
+		auto it = channels_.find(c->order_id);
+		if (it != channels_.end()) {
+			auto &w = it->second->watchers;
+			w.erase(std::remove(w.begin(), w.end(), c), w.end());
+		}
+		nstreams_--;
+	}
+	if (c->state == HttpConn::Loading)
+		loading_.erase(std::remove(loading_.begin(), loading_.end(), c), loading_.end());
+	if (c->state == HttpConn::Committing) {
+		committing_.erase(std::remove(committing_.begin(), committing_.end(), c), committing_.end());
+		awaiting_commit_ = committing_.size();
+	}
+}
+
+// The socket goes at once; the object at the end of the round (reap()), so
+// that loops over watchers never meet freed memory.
+void HttpServer::close_conn(HttpConn *c) {
+	if (c->fd < 0)
+		return;
+	detach(c);
+	c->state = HttpConn::Reading;
+	if (epfd_ >= 0)
+		epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd, nullptr);
+	::close(c->fd);
+	c->fd = -1;
+	if (c->slot < conns_.size() && conns_[c->slot] == c) {
+		conns_[c->slot] = nullptr;
+		free_slots_.push_back(c->slot);
+	}
+	nconns_--;
+	graveyard_.push_back(c);
+}
+
+void HttpServer::reap() {
+	for (HttpConn *c : graveyard_)
+		delete c;
+	graveyard_.clear();
+}
+
+void HttpServer::finish_deferred(HttpConn *c, std::string bytes, bool keep_alive) {
+	respond(c, std::move(bytes), keep_alive);
+	if (c->fd < 0)
+		return;
+	if (c->parser)
+		c->parser->next();
+	c->request_us = c->in.empty() ? 0 : mono_us();
+	process_input(c); // pipelined requests that waited
+	if (c->fd >= 0)
+		update_events(c);
+}
+
+// Sends a last event and closes once it is out.
+void HttpServer::end_stream(HttpConn *c, const char *event, const std::string &data, uint64_t id) {
+	std::string m;
+	sse::append_event(m, event, id, data);
+	detach(c);
+	c->state = HttpConn::Reading;
+	c->close_after_write = true;
+	enqueue(c, shared(std::move(m)), 0);
+}
+
+// --------------------------------------------------------------- requests
+
+namespace {
+
+// Checks the request's token. Returns 0 and the claims, or the status to
+// answer with (401: missing or invalid).
+int check_token(const http::Request &r, const std::vector<std::pair<std::string, std::string>> &query,
+                const std::vector<uint8_t> &secret, jwt::Claims &claims, const char **why) {
+	std::string token = http::token_of(r, query);
+	if (token.empty()) {
+		*why = "a token is required (Authorization: Bearer, Basic password, or ?access_token=)";
+		return 401;
+	}
+	if (secret.empty()) {
+		*why = "tokens cannot be checked yet";
+		return 503;
+	}
+	jwt::Verdict v = jwt::verify(token, secret.data(), secret.size(), now_us() / 1000000, claims);
+	if (v != jwt::Verdict::Ok) {
+		*why = jwt::verdict_text(v);
+		return 401;
+	}
+	return 0;
+}
+
+uint64_t parse_u64(const std::string &s) {
+	if (s.empty() || s.size() > 19)
+		return 0;
+	uint64_t v = 0;
+	for (char c : s) {
+		if (c < '0' || c > '9')
+			return 0;
+		v = v * 10 + uint64_t(c - '0');
+	}
+	return v;
+}
+
+} // namespace
+
+void HttpServer::handle_request(HttpConn *c) {
+	http::Request &req = c->parser->request();
+	bump(hc_.http_requests);
+	c->keep_alive = req.keep_alive;
+	bool keep = req.keep_alive;
+	auto query = http::parse_form(req.query);
+	uint64_t id = 0;
+	http::Route route = http::route(req.method, req.path, id);
+	// Loopback trust never applies to what came through a proxy (SPEC 6).
+	bool trusted = c->loopback && !req.forwarded();
+	jwt::Claims claims;
+	const char *why = "";
+
+	switch (route) {
+	case http::Route::Options:
+		respond(c,
+		        http::response(204, "", "", keep,
+		                       "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+		                       "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n"
+		                       "Access-Control-Max-Age: 86400\r\n"),
+		        keep);
+		return;
+	case http::Route::NotFound: fail(c, 404, "not found", keep); return;
+	case http::Route::MethodNotAllowed: fail(c, 405, "method not allowed", keep); return;
+	case http::Route::Healthz: {
+		std::string detail;
+		bool ok = false;
+		try {
+			ok = db_.healthy(detail);
+		} catch (const std::exception &e) {
+			detail = e.what();
+		}
+		if (ok)
+			respond(c, http::response(200, "text/plain", "ok\n", keep), keep);
+		else
+			respond(c, http::error_response(503, detail, keep), keep);
+		return;
+	}
+	case http::Route::Metrics: {
+		if (!trusted) {
+			int st = check_token(req, query, secret_, claims, &why);
+			if (st != 0)
+				return fail(c, st, why, keep);
+			if (claims.scope != jwt::Scope::Dispatch)
+				return fail(c, 403, "metrics need a dispatch token (or a request from loopback)", keep);
+		}
+		std::string body;
+		try {
+			body = db_.metrics();
+		} catch (const std::exception &e) {
+			return respond(c, http::error_response(503, e.what(), keep), keep);
+		}
+		respond(c, http::response(200, "text/plain; version=0.0.4", body, keep), keep);
+		return;
+	}
+	case http::Route::Order:
+	case http::Route::OrderStream: {
+		int st = check_token(req, query, secret_, claims, &why);
+		if (st != 0)
+			return fail(c, st, why, keep);
+		if (claims.scope == jwt::Scope::Watch && claims.order_id != id)
+			return fail(c, 403, "this token watches another order", keep);
+		if (claims.scope == jwt::Scope::Device)
+			return fail(c, 403, "a device token cannot watch orders", keep);
+		c->order_id = id;
+		c->wants_stream = route == http::Route::OrderStream;
+		c->area = claims.scope == jwt::Scope::Dispatch ? claims.area : nullptr;
+		c->token_exp_s = claims.exp;
+		c->token_gen = secret_gen_;
+		c->last_event_id = 0;
+		if (const std::string *h = req.header("last-event-id"))
+			c->last_event_id = parse_u64(*h);
+		else if (const std::string *q = http::form_value(query, "last_event_id"))
+			c->last_event_id = parse_u64(*q);
+		c->state = HttpConn::Loading;
+		loading_.push_back(c);
+		return;
+	}
+	case http::Route::Pings:
+	case http::Route::Osmand: {
+		(void)trusted;
+		ingest(c, route == http::Route::Osmand);
+		return;
+	}
+	case http::Route::DriversStream:
+	case http::Route::WebSocket:
+	case http::Route::Map:
+	case http::Route::MapAsset:
+		fail(c, 404, "not found", keep);
+		return;
+	}
+}
+
+// ------------------------------------------------------------------ ingest
+
+void HttpServer::ingest(HttpConn *c, bool osmand) {
+	http::Request &req = c->parser->request();
+	bool keep = req.keep_alive;
+	auto query = http::parse_form(req.query);
+	http::Poster who;
+	bool has_token = !http::token_of(req, query).empty();
+	if (has_token) {
+		jwt::Claims claims;
+		const char *why = "";
+		int st = check_token(req, query, secret_, claims, &why);
+		if (st != 0)
+			return fail(c, st, why, keep);
+		if (claims.scope != jwt::Scope::Device)
+			return fail(c, 403, "posting fixes needs a device token", keep);
+		who.unsigned_ok = true;
+		who.only_driver = claims.driver_id;
+	} else {
+		bool trusted = c->loopback && !req.forwarded();
+		who.unsigned_ok = cfg_.policy.auth == AuthMode::Off ||
+		                  (cfg_.policy.auth == AuthMode::LoopbackTrust && trusted);
+	}
+	int64_t now_ms = now_us() / 1000;
+	http::IngestResult res;
+	if (osmand) {
+		http::parse_osmand(req, query, who, cfg_.policy, now_ms, res);
+	} else {
+		const std::string *ct = req.header("content-type");
+		http::parse_pings(ct ? *ct : std::string(), req.body, who, cfg_.policy, now_ms, keys_, res);
+	}
+	bump(hc_.http_ingest_requests);
+	if (res.bad_body != nullptr) {
+		bump(rc_.received_messages);
+		bump(rc_.rejected_malformed);
+		return fail(c, 400, res.bad_body, keep);
+	}
+	bump(rc_.received_messages, res.messages);
+	bool all_auth = !res.verdict.empty();
+	for (Reject r : res.verdict) {
+		all_auth = all_auth && r == Reject::Auth;
+		switch (r) {
+		case Reject::None: break;
+		case Reject::Malformed: bump(rc_.rejected_malformed); break;
+		case Reject::Auth: bump(rc_.rejected_auth); break;
+		case Reject::Replay: bump(rc_.rejected_replay); break;
+		case Reject::Range: bump(rc_.rejected_range); break;
+		case Reject::Clock: bump(rc_.rejected_clock); break;
+		}
+	}
+	if (!has_token && !who.unsigned_ok && all_auth)
+		return fail(c, 401, "a device token is required (unsigned fixes are trusted from loopback only)", keep);
+	std::string answer = http::ingest_answer(res);
+	if (res.fixes.empty())
+		return respond(c, http::response(200, "application/json", answer, keep), keep);
+	// Answered once the fixes are committed, as TCP ACKs are.
+	c->fixes = std::move(res.fixes);
+	c->pushed = 0;
+	c->have_mark = false;
+	c->answer = std::move(answer);
+	c->since_us = mono_us();
+	c->state = HttpConn::Committing;
+	committing_.push_back(c);
+	awaiting_commit_ = committing_.size();
+	push_pending(c);
+}
+
+void HttpServer::push_pending(HttpConn *c) {
+	int64_t received = now_us();
+	while (c->pushed < c->fixes.size()) {
+		Ping p{};
+		p.fix = c->fixes[c->pushed];
+		p.received_us = received;
+		p.flags = kPingCounted; // counted here as received messages
+		uint64_t pos = 0;
+		if (!ingest_.push(p, &pos))
+			break; // the listener is behind: the rest goes next round
+		c->ingest_pos = pos;
+		c->pushed++;
+		wake_listener_ = true;
+	}
+}
+
+void HttpServer::service_commits() {
+	int64_t now = mono_us();
+	for (size_t i = 0; i < committing_.size();) {
+		HttpConn *c = committing_[i];
+		if (c->pushed < c->fixes.size())
+			push_pending(c);
+		bool done = false;
+		if (c->pushed == c->fixes.size()) {
+			// The listener has moved our last record onto the ring once the
+			// ingest queue's tail passes it; the ring head it published then
+			// is beyond all of ours, and the commit watermark passing it
+			// means they are committed.
+			if (!c->have_mark && ingest_.tail() > c->ingest_pos) {
+				c->ring_mark = load_acquire(*ingest_mark_);
+				c->have_mark = true;
+			}
+			done = c->have_mark && ring_.tail() >= c->ring_mark;
+		}
+		if (done || now - c->since_us > kCommitTimeoutUs) {
+			committing_.erase(committing_.begin() + long(i));
+			awaiting_commit_ = committing_.size();
+			c->fixes.clear();
+			c->fixes.shrink_to_fit();
+			if (done)
+				finish_deferred(c, http::response(200, "application/json", c->answer, c->keep_alive), c->keep_alive);
+			else
+				finish_deferred(c,
+				                http::error_response(503, "the fixes were not committed in time; send them again",
+				                                     c->keep_alive),
+				                c->keep_alive);
+			continue;
+		}
+		i++;
+	}
+}
+
+// ------------------------------------------------------------------ orders
+
+void HttpServer::service_loads() {
+	std::vector<HttpConn *> batch;
+	batch.swap(loading_);
+	std::vector<uint64_t> ids;
+	std::vector<std::pair<uint64_t, uint64_t>> resume;
+	for (HttpConn *c : batch) {
+		ids.push_back(c->order_id);
+		if (c->wants_stream && c->last_event_id > 0)
+			resume.emplace_back(c->order_id, c->last_event_id);
+	}
+	std::sort(ids.begin(), ids.end());
+	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+	std::vector<OrderRow> rows;
+	std::vector<EventRow> missed;
+	uint64_t upto = cursor_;
+	try {
+		db_.load_orders(ids, rows);
+		if (!resume.empty())
+			db_.order_events(resume, upto, missed);
+	} catch (const std::exception &e) {
+		for (HttpConn *c : batch) {
+			c->state = HttpConn::Reading;
+			finish_deferred(c, http::error_response(503, e.what(), c->keep_alive), c->keep_alive);
+		}
+		return;
+	}
+	std::unordered_map<uint64_t, const OrderRow *> by_id;
+	for (const OrderRow &r : rows)
+		by_id[r.order_id] = &r;
+	for (HttpConn *c : batch) {
+		auto it = by_id.find(c->order_id);
+		const OrderRow *row = it == by_id.end() ? nullptr : it->second;
+		c->state = HttpConn::Reading;
+		if (c->fd < 0)
+			continue;
+		if (row == nullptr || !row->found) {
+			bump(hc_.http_not_found);
+			finish_deferred(c, http::error_response(404, "no such order", c->keep_alive), c->keep_alive);
+			continue;
+		}
+		if (c->area && !c->area->contains(row->pickup_lat, row->pickup_lon)) {
+			bump(hc_.http_forbidden);
+			finish_deferred(c, http::error_response(403, "the order's pickup is outside this token's area", c->keep_alive),
+			                c->keep_alive);
+			continue;
+		}
+		if (!c->wants_stream) {
+			finish_deferred(c, http::response(200, "application/json", row->snapshot, c->keep_alive), c->keep_alive);
+			continue;
+		}
+		bool ended = final_status(row->status);
+		// A client that has seen the order's last event of a finished order
+		// is told to stop reconnecting (EventSource stops on 204).
+		if (ended && c->last_event_id > 0 && c->last_event_id >= row->last_event_id) {
+			respond(c, http::response(204, "", "", false), false);
+			continue;
+		}
+		std::string head = kSseHead;
+		sse::append_retry(head, kRetryMs);
+		sse::append_event(head, "snapshot", 0, row->snapshot);
+		for (const EventRow &e : missed)
+			if (e.order_id == c->order_id && e.event_id > c->last_event_id)
+				sse::append_event(head, e.type, e.event_id, e.payload);
+		c->keep_alive = false;
+		c->in.clear(); // a stream answers no more requests
+		if (ended) {
+			std::string data = "{\"order_id\":" + std::to_string(row->order_id) + ",\"status\":\"" + row->status + "\"}";
+			sse::append_event(head, "end", row->last_event_id, data);
+			c->close_after_write = true;
+			enqueue(c, shared(std::move(head)), 0);
+			continue;
+		}
+		c->state = HttpConn::Streaming;
+		nstreams_++;
+		// A small kernel buffer: a client that stops reading is noticed
+		// (EAGAIN) after a few hundred messages, and from then on gets only
+		// the newest position instead of minutes of stale ones.
+		set_opt(c->fd, SOL_SOCKET, SO_SNDBUF, kStreamSndBuf);
+		auto &slot = channels_[c->order_id];
+		if (!slot) {
+			slot.reset(new OrderChannel);
+			OrderChannel &ch = *slot;
+			ch.order_id = row->order_id;
+			ch.driver_id = row->driver_id;
+			ch.status = row->status;
+			ch.target = ch.status == "assigned" ? kTargetPickup : ch.status == "picked_up" ? kTargetDropoff : 0;
+			ch.pickup_lat = row->pickup_lat;
+			ch.pickup_lon = row->pickup_lon;
+			ch.dropoff_lat = row->dropoff_lat;
+			ch.dropoff_lon = row->dropoff_lon;
+			// The snapshot carried the driver's position as it is now.
+			LiveView v;
+			if (ch.driver_id != 0 && live_.get(ch.driver_id, v))
+				ch.last_fix_ts = ch.sent_fix_ts = v.ts_ms;
+		}
+		slot->watchers.push_back(c);
+		enqueue(c, shared(std::move(head)), 0);
+	}
+}
+
+void HttpServer::service_events() {
+	events_dirty_ = false;
+	last_poll_us_ = mono_us();
+	for (int round = 0; round < 50; round++) {
+		std::vector<EventRow> evs;
+		try {
+			db_.events_after(cursor_, kEventBatch, evs);
+		} catch (const std::exception &) {
+			events_dirty_ = true; // try again next time round
+			return;
+		}
+		for (const EventRow &e : evs) {
+			cursor_ = std::max(cursor_, e.event_id);
+			auto it = channels_.find(e.order_id);
+			if (it == channels_.end())
+				continue;
+			fan_out_event(*it->second, e);
+		}
+		if (evs.size() < size_t(kEventBatch))
+			return;
+	}
+	events_dirty_ = true; // more than we take in one go: go on next round
+}
+
+void HttpServer::fan_out_event(OrderChannel &ch, const EventRow &e) {
+	if (e.type == "status") {
+		ch.status = e.status;
+		ch.driver_id = e.driver_id;
+		ch.target = target_of(e.target);
+	}
+	std::string m;
+	sse::append_event(m, e.type, e.event_id, e.payload);
+	auto msg = shared(std::move(m));
+	std::vector<HttpConn *> watchers = ch.watchers; // enqueue may close one
+	for (HttpConn *c : watchers) {
+		enqueue(c, msg, 0);
+		bump(hc_.http_stream_messages);
+	}
+	if (e.type == "status" && final_status(e.status)) {
+		// The order is finished: say so, with the id a reconnect would bring.
+		std::string data = "{\"order_id\":" + std::to_string(ch.order_id) + ",\"status\":\"" + e.status + "\"}";
+		uint64_t order = ch.order_id;
+		for (HttpConn *c : watchers) {
+			if (c->fd >= 0 && c->state == HttpConn::Streaming && c->order_id == order)
+				end_stream(c, "end", data, e.event_id);
+		}
+	}
+}
+
+void HttpServer::positions(int64_t now) {
+	for (auto &kv : channels_) {
+		OrderChannel &ch = *kv.second;
+		if (ch.target == 0 || ch.driver_id == 0 || ch.watchers.empty())
+			continue;
+		if (ch.live_driver != ch.driver_id || ch.live_index == kNoEntry) {
+			ch.live_index = live_.find(ch.driver_id);
+			ch.live_driver = ch.driver_id;
+			if (ch.live_index == kNoEntry)
+				continue;
+		}
+		LiveView v;
+		live_.read(ch.live_index, v);
+		if (v.driver_id != ch.driver_id) {
+			ch.live_index = kNoEntry; // the live state was cleared (DROP EXTENSION)
+			continue;
+		}
+		if (v.ts_ms > ch.last_fix_ts)
+			ch.last_fix_ts = v.ts_ms;
+		if (ch.last_fix_ts <= ch.sent_fix_ts || now - ch.last_sent_us < cfg_.notify_interval_us)
+			continue;
+		OrderWatch w{};
+		w.driver_id = ch.driver_id;
+		w.order_id = ch.order_id;
+		w.target = ch.target;
+		w.target_lat = ch.target == kTargetPickup ? ch.pickup_lat : ch.dropoff_lat;
+		w.target_lon = ch.target == kTargetPickup ? ch.pickup_lon : ch.dropoff_lon;
+		Fix f{};
+		f.driver_id = v.driver_id;
+		f.ts_ms = v.ts_ms;
+		f.lat_e7 = v.lat_e7;
+		f.lon_e7 = v.lon_e7;
+		f.speed_cms = v.speed_cms;
+		PushDecision d{};
+		d.distance_m = geo::geodesic_m(f.lat_e7 / 1e7, f.lon_e7 / 1e7, w.target_lat, w.target_lon);
+		d.eta_s = eta_s(d.distance_m, f.speed_cms);
+		std::string m;
+		sse::append_event(m, "position", 0, format_order_message(position_message(w, f, d)));
+		auto msg = shared(std::move(m));
+		ch.sent_fix_ts = v.ts_ms;
+		ch.last_sent_us = now;
+		std::vector<HttpConn *> watchers = ch.watchers;
+		for (HttpConn *c : watchers) {
+			enqueue(c, msg, ch.order_id); // replaces an unsent older position of this order
+			bump(hc_.http_stream_messages);
+		}
+	}
+}
+
+// ----------------------------------------------------------------- timers
+
+void HttpServer::tick() {
+	if (epfd_ < 0)
+		return;
+	int64_t now = mono_us();
+	positions(now);
+	if (!committing_.empty())
+		service_commits();
+	if (now - last_housekeeping_us_ >= 1000000) {
+		last_housekeeping_us_ = now;
+		housekeeping(now);
+		for (auto it = channels_.begin(); it != channels_.end();)
+			it = it->second->watchers.empty() ? channels_.erase(it) : std::next(it);
+	}
+	reap();
+}
+
+void HttpServer::housekeeping(int64_t now) {
+	int64_t now_s = now_us() / 1000000;
+	std::shared_ptr<const std::string> heartbeat;
+	for (size_t i = 0; i < conns_.size(); i++) {
+		HttpConn *c = conns_[i];
+		if (c == nullptr)
+			continue;
+		switch (c->state) {
+		case HttpConn::Reading:
+			if (c->out_head < c->out.size())
+				break; // answering
+			if (c->request_us != 0 && now - c->request_us > kHeadTimeoutUs) {
+				// A request that does not arrive (slowloris, a dead peer).
+				bump(hc_.http_closed_idle);
+				respond(c, http::error_response(408, "request timeout", false), false);
+			} else if (c->request_us == 0 && now - c->last_in_us > kIdleTimeoutUs) {
+				bump(hc_.http_closed_idle);
+				close_conn(c);
+			}
+			break;
+		case HttpConn::Streaming:
+			if (c->token_exp_s != 0 && now_s >= c->token_exp_s) {
+				end_stream(c, "error", "{\"error\":\"token expired\"}", 0);
+				break;
+			}
+			if (c->stalled_since_us != 0 && now - c->stalled_since_us > kStalledUs) {
+				bump(hc_.http_closed_slow);
+				close_conn(c);
+				break;
+			}
+			if (now - c->last_out_us >= kHeartbeatUs && c->out_head == c->out.size()) {
+				if (!heartbeat) {
+					std::string h;
+					sse::append_comment(h, "heartbeat");
+					heartbeat = shared(std::move(h));
+				}
+				enqueue(c, heartbeat, 0);
+			}
+			break;
+		case HttpConn::Lingering:
+			if (now - c->linger_since_us > kLingerUs)
+				close_conn(c);
+			break;
+		case HttpConn::Loading:
+		case HttpConn::Committing: break;
+		}
+	}
+}
+
+} // namespace lt
