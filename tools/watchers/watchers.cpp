@@ -83,6 +83,20 @@ struct Samples {
 	}
 };
 
+// Set once the watchers are connected: the status driver starts then, and
+// notes the newest event id: every event after it must reach every watcher
+// of its order (an event of the connecting phase may come before a
+// watcher's subscription, and is not missed).
+std::atomic<bool> g_ready{false};
+std::atomic<uint64_t> g_from{0};
+
+uint64_t newest_event(PGconn *c) {
+	PGresult *r = PQexec(c, "SELECT coalesce(max(event_id), 0) FROM livetrack.events");
+	uint64_t v = PQresultStatus(r) == PGRES_TUPLES_OK ? std::strtoull(PQgetvalue(r, 0, 0), nullptr, 10) : 0;
+	PQclear(r);
+	return v;
+}
+
 // When each order's pickup committed, as the status driver saw it return.
 std::mutex commit_mu;
 std::unordered_map<uint64_t, int64_t> commit_ms;
@@ -153,6 +167,8 @@ public:
 			size_t due = std::min(w_.size(), size_t(double(now - start_ms_) / 1000.0 * o_.connect_rate) + 1);
 			while (next < due)
 				open(next++);
+			if (!g_ready && next == w_.size() && st_.connected + st_.failed >= w_.size())
+				g_ready = true;
 			if (!stormed && o_.storm_at > 0 && now - start_ms_ >= int64_t(o_.storm_at * 1000)) {
 				stormed = true;
 				storm();
@@ -363,9 +379,16 @@ private:
 // Moves orders on: pickup_order() at the configured rate, noting when each
 // commit returned.
 void status_driver(const Options &o, const std::vector<Order> &orders, std::atomic<bool> &stop) {
-	if (o.status_rate <= 0 || o.dsn.empty())
+	if (o.dsn.empty())
 		return;
 	PGconn *c = connect_or_die(o.dsn);
+	while (!stop && !g_ready)
+		tool::sleep_until(lt::mono_us() + 10000);
+	g_from = newest_event(c);
+	if (o.status_rate <= 0) {
+		PQfinish(c);
+		return;
+	}
 	int64_t start = lt::now_us();
 	size_t i = 0;
 	while (!stop && i < orders.size()) {
@@ -393,8 +416,10 @@ void status_driver(const Options &o, const std::vector<Order> &orders, std::atom
 // far that goes, and how fast.
 void relay(const Options &o, const std::vector<Order> &orders, Stats &st, uint64_t &held, double &measured_s) {
 	std::vector<PGconn *> conns;
-	int64_t start = now_ms();
-	for (uint64_t i = 0; i < o.watchers; i++) {
+	// Connecting gets half the run at most: with every LISTENer woken for
+	// every NOTIFY of the database, each new one comes slower.
+	int64_t connect_until = now_ms() + int64_t(o.duration * 500);
+	for (uint64_t i = 0; i < o.watchers && now_ms() < connect_until; i++) {
 		PGconn *c = PQconnectdb(o.dsn.c_str());
 		if (PQstatus(c) != CONNECTION_OK) {
 			if (st.failed++ == 0)
@@ -409,6 +434,9 @@ void relay(const Options &o, const std::vector<Order> &orders, Stats &st, uint64
 		st.connected++;
 	}
 	held = conns.size();
+	std::fprintf(stderr, "relay: %zu LISTEN connections\n", conns.size());
+	g_ready = true;
+	int64_t start = now_ms();
 	int ep = epoll_create1(0);
 	for (size_t i = 0; i < conns.size(); i++) {
 		epoll_event ev{};
@@ -540,14 +568,6 @@ int main(int argc, char **argv) {
 		die("--relay and --status-rate need --dsn");
 	tool::install_signals();
 
-	uint64_t from = 0;
-	if (!o.dsn.empty()) {
-		PGconn *c = connect_or_die(o.dsn);
-		PGresult *r = PQexec(c, "SELECT coalesce(max(event_id), 0) FROM livetrack.events");
-		from = std::strtoull(PQgetvalue(r, 0, 0), nullptr, 10);
-		PQclear(r);
-		PQfinish(c);
-	}
 	std::atomic<bool> stop{false};
 	std::thread driver(status_driver, std::cref(o), std::cref(orders), std::ref(stop));
 	Stats st;
@@ -566,7 +586,7 @@ int main(int argc, char **argv) {
 	stop = true;
 	driver.join();
 	if (!o.relay && !o.dsn.empty())
-		missed = missed_events(o, orders, load.watchers(), from, expected);
+		missed = missed_events(o, orders, load.watchers(), g_from, expected);
 
 	double rate = seconds > 0 ? double(st.messages) / (o.duration > 0 ? o.duration : 1) : 0;
 	std::printf(o.summary_json
