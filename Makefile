@@ -6,7 +6,7 @@ DATA = sql/livetrack--0.1.0.sql sql/livetrack--0.1.0--0.2.0.sql
 # Pure C++ core (no Postgres headers; also built by CMake for unit tests),
 # the code Postgres calls (extension/), and the background workers (worker/).
 CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o core/push.o core/hmac.o core/key_store.o \
-       core/base64.o core/jwt.o core/area.o core/http.o core/sse.o core/http_ingest.o
+       core/base64.o core/jwt.o core/area.o core/http.o core/sse.o core/http_ingest.o core/websocket.o
 EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o extension/at_commit.o extension/edge_sql.o
 WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o worker/order_push.o worker/key_windows.o \
           worker/http_server.o worker/http.o
@@ -17,8 +17,9 @@ OBJS = $(CORE) $(EXT) $(WORKERS)
 # (with -fPIC GCC otherwise keeps every non-static function out of line).
 PG_CXXFLAGS = -std=c++17 -fno-omit-frame-pointer -fno-semantic-interposition -Wno-register -Wno-missing-field-initializers
 # libcrypto: HMAC-SHA256 for device signatures and tokens; http_parser: the
-# HTTP edge's request parser (both Debian packages, see scripts/lib.sh).
-SHLIB_LINK = -lstdc++ -lcrypto -lhttp_parser
+# HTTP edge's request parser; wslay: WebSocket framing (Debian packages, see
+# scripts/lib.sh).
+SHLIB_LINK = -lstdc++ -lcrypto -lhttp_parser -lwslay
 
 # SQL tests need the workers, so they run against a server that preloads
 # livetrack with livetrack.database = 'contrib_regression' (the database
@@ -35,3 +36,14 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): $(wildcard core/*.hpp extension/*.hpp worker/*.hpp)
+
+# The map page (GET /map), served by the HTTP worker from share/livetrack/.
+MAP_FILES = web/map.html web/map.js web/map.css
+install: install-map
+install-map:
+	$(MKDIR_P) '$(DESTDIR)$(datadir)/livetrack'
+	$(INSTALL_DATA) $(MAP_FILES) '$(DESTDIR)$(datadir)/livetrack/'
+uninstall: uninstall-map
+uninstall-map:
+	rm -f $(addprefix '$(DESTDIR)$(datadir)/livetrack/', $(notdir $(MAP_FILES)))
+.PHONY: install-map uninstall-map

@@ -54,7 +54,10 @@ namespace lt {
 	X(http_closed_idle)          /* idle keep-alive, half-open, or a request too slow to arrive */ \
 	X(http_closed_slow)          /* a stream client that fell too far behind (it resumes) */   \
 	X(http_positions_skipped)    /* stale positions not sent to a client that was not reading */ \
-	X(http_stream_messages)      /* events written to SSE and WebSocket clients */             \
+	X(http_stream_messages)      /* messages written to SSE and WebSocket clients */           \
+	X(http_driver_positions)     /* driver positions in those messages (driver boxes) */       \
+	X(http_ws_connections)       /* WebSocket upgrades */                                      \
+	X(http_ws_protocol_errors)   /* WebSocket clients closed for breaking RFC 6455 */          \
 	X(http_ingest_requests)      /* POST /v1/pings and /v1/osmand answered after commit */
 
 struct HttpCounters {

@@ -344,6 +344,8 @@ Route route(std::string_view method, std::string_view path, uint64_t &id) {
 			return only(get, Route::Order);
 		if (rest.substr(slash) == "/stream")
 			return only(get, Route::OrderStream);
+		if (rest.substr(slash) == "/places")
+			return only(get, Route::OrderPlaces);
 	}
 	return Route::NotFound;
 }

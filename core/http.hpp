@@ -108,6 +108,7 @@ enum class Route : uint8_t {
 	Osmand,
 	Order,
 	OrderStream,
+	OrderPlaces, // GET /v1/orders/{id}/places: pickup and dropoff (for maps)
 	DriversStream,
 	WebSocket,
 	Map,      // GET /map: the page

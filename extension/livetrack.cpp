@@ -42,6 +42,7 @@ double lt_assign_radius_m;
 char *lt_http_listen_addresses;
 int lt_http_port;
 int lt_http_max_connections;
+char *lt_map_tiles;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -203,6 +204,10 @@ static void define_settings(void) {
 	                         &lt_assign_radius_m, 5000, 0, 2e7, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.http_max_connections", "Concurrent HTTP connections; more get 503.", NULL,
 	                        &lt_http_max_connections, 10000, 1, 10000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.map_tiles",
+	                           "Tile URL template for the /map page, e.g. https://tile.example.com/{z}/{x}/{y}.png.",
+	                           "Empty: a plain background, and the page asks nothing of any other server.",
+	                           &lt_map_tiles, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("livetrack.enable_nearest_scan",
 	                         "Lets the planner run nearest_drivers() calls as livetrack's own scan node.",
 	                         "Off: every call runs as a function scan, with the same results.",

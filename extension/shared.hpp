@@ -124,6 +124,7 @@ extern double lt_assign_radius_m;
 extern char *lt_http_listen_addresses;
 extern int lt_http_port;
 extern int lt_http_max_connections;
+extern char *lt_map_tiles;
 
 // The extension version these workers and functions were built for; the
 // workers wait while the database has another (ALTER EXTENSION ... UPDATE).

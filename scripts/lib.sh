@@ -9,7 +9,7 @@ set -euo pipefail
 LT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LT_PACKAGES=(build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
 	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd
-	libssl-dev libhttp-parser-dev curl nginx-light)
+	libssl-dev libhttp-parser-dev libwslay-dev libjs-leaflet curl nginx-light chromium)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -75,6 +75,19 @@ lt_owned_dir() {
 	mkdir -p "$1"
 	[ "$(id -u)" = 0 ] && chown -R postgres: "$1"
 	return 0
+}
+
+# The browser test's driver: playwright-core from npm (its own browser is
+# not downloaded: Debian's chromium is used), and Node.js if the machine
+# has none. Idempotent: npm ci runs only when the lock file changed.
+lt_install_browser_tools() {
+	command -v node >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+	local dir=$LT_ROOT/test/browser stamp=$LT_ROOT/test/browser/node_modules/.lock-installed
+	if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+		log "installing the browser test's driver (npm ci in test/browser)"
+		PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+		cp "$dir/package-lock.json" "$stamp"
+	fi
 }
 
 # Builds (once) and installs the extension.

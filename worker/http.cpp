@@ -12,6 +12,8 @@
 // engine answers 503 or tries again), never as a longjmp across its frames.
 // Errors elsewhere end the worker, which the postmaster restarts.
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <sys/resource.h>
 
@@ -217,7 +219,49 @@ public:
 		return true;
 	}
 
-	std::string map_file(const std::string &, std::string &) override { return std::string(); }
+	// The page and its scripts are installed with the extension
+	// (share/livetrack/); Leaflet is Debian's libjs-leaflet, or a copy under
+	// share/livetrack/leaflet/.
+	bool map_file(const std::string &name, std::string &body, std::string &content_type) override {
+		char share[MAXPGPATH];
+		get_share_path(my_exec_path, share);
+		std::string base = std::string(share) + "/livetrack/";
+		std::vector<std::string> candidates;
+		bool leaflet = name.rfind("leaflet", 0) == 0 || name.rfind("images/", 0) == 0;
+		if (leaflet) {
+			candidates.push_back("/usr/share/javascript/leaflet/" + name);
+			candidates.push_back(base + "leaflet/" + name);
+		} else {
+			candidates.push_back(base + name);
+		}
+		for (const std::string &path : candidates) {
+			std::ifstream f(path, std::ios::binary);
+			if (!f)
+				continue;
+			body.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+			content_type = content_type_of(name);
+			return true;
+		}
+		return false;
+	}
+
+	static std::string content_type_of(const std::string &name) {
+		auto ends = [&](const char *ext) {
+			size_t n = std::strlen(ext);
+			return name.size() >= n && name.compare(name.size() - n, n, ext) == 0;
+		};
+		if (ends(".html"))
+			return "text/html; charset=utf-8";
+		if (ends(".js"))
+			return "text/javascript; charset=utf-8";
+		if (ends(".css"))
+			return "text/css; charset=utf-8";
+		if (ends(".png"))
+			return "image/png";
+		if (ends(".svg"))
+			return "image/svg+xml";
+		return "application/octet-stream";
+	}
 };
 
 Backend *backend;
@@ -241,6 +285,7 @@ lt::HttpConfig http_config(void) {
 	cfg.policy.auth = lt::AuthMode(lt_auth);
 	cfg.policy.clock = lt::ClockLimits{lt_max_future_ms, lt_max_late_ms};
 	cfg.notify_interval_us = int64(lt_notify_interval_ms) * 1000;
+	cfg.map_tiles = lt_map_tiles ? lt_map_tiles : "";
 	return cfg;
 }
 

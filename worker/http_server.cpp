@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <netdb.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <unordered_set>
 
 #include "../core/atomics.hpp"
 #include "../core/clock.hpp"
@@ -19,25 +21,35 @@
 #include "../core/http_ingest.hpp"
 #include "../core/jwt.hpp"
 #include "../core/push.hpp"
+#include "../core/rj.hpp"
 #include "../core/sse.hpp"
+#include "../core/websocket.hpp"
 
 namespace lt {
 namespace {
 
 constexpr size_t kReadChunk = 16384;
 constexpr size_t kMaxBuffered = kReadChunk + http::kMaxHead + http::kMaxBody; // one request and some
-constexpr size_t kMaxQueued = 1 << 20;       // unsent bytes of a stream before it is cut off
+constexpr size_t kMaxQueued = 1 << 20;             // unsent bytes of a stream before it is cut off
+constexpr size_t kMaxWsMessage = 16 * 1024;        // a client's WebSocket message (1009 above)
+constexpr size_t kMaxSubscriptions = 256;          // per WebSocket connection
 constexpr int64_t kHeadTimeoutUs = 10 * 1000000;   // a request must arrive within this
 constexpr int64_t kIdleTimeoutUs = 60 * 1000000;   // keep-alive connections with nothing to do
-constexpr int64_t kHeartbeatUs = 10 * 1000000;     // SSE comment when nothing else was sent (SPEC: 15 s)
+constexpr int64_t kHeartbeatUs = 10 * 1000000;     // SSE comment / WebSocket ping after this silence (SPEC: 15 s)
 constexpr int64_t kStalledUs = 60 * 1000000;       // a stream that took nothing for this long is cut
 constexpr int64_t kCommitTimeoutUs = 30 * 1000000; // HTTP ingest waiting for its commit
 constexpr int64_t kEventPollUs = 1000000;          // poll events at least this often (a missed wake-up)
-constexpr int64_t kLingerUs = 2 * 1000000;        // reading what a client sends after our last answer
+constexpr int64_t kLingerUs = 2 * 1000000;         // reading what a client sends after our last answer
+constexpr int64_t kDriversTickUs = 100000;         // driver boxes are brought up to date this often
+constexpr int64_t kBoxMaxAgeMs = 60000;            // a box's snapshot: drivers with a fix this recent
 constexpr int kTickMs = 25;
-constexpr int kStreamSndBuf = 32 * 1024;           // the kernel doubles it                        // positions are looked at this often
+constexpr int kOrderSndBuf = 32 * 1024;            // the kernel doubles these
+constexpr int kBoxSndBuf = 256 * 1024;
 constexpr int kEventBatch = 2000;
 constexpr uint32_t kRetryMs = 2000;                // EventSource reconnects after this
+constexpr double kTilesPerDegree = 32;             // driver boxes are put together from 1/32-degree tiles
+constexpr double kMaxBoxDegrees = 10;              // a box is at most this wide and high
+constexpr uint64_t kBoxKeyBit = uint64_t(1) << 63; // output-queue keys of box messages
 
 enum Kind : uint64_t { kListen = 1, kConn = 2 };
 uint64_t tag(Kind k, uint64_t v) { return uint64_t(k) << 32 | v; }
@@ -63,6 +75,12 @@ uint8_t target_of(const std::string &t) {
 
 std::shared_ptr<const std::string> shared(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
+std::string sse_message(const char *event, uint64_t id, std::string_view data) {
+	std::string m;
+	sse::append_event(m, event, id, data);
+	return m;
+}
+
 const char kSseHead[] = "HTTP/1.1 200 OK\r\n"
                         "Content-Type: text/event-stream\r\n"
                         "Cache-Control: no-cache\r\n"
@@ -70,12 +88,102 @@ const char kSseHead[] = "HTTP/1.1 200 OK\r\n"
                         "Access-Control-Allow-Origin: *\r\n"
                         "Connection: close\r\n\r\n";
 
+// Checks the request's token. Returns 0 and the claims, or the status to
+// answer with (401: missing or invalid).
+int check_token(const std::string &token, const std::vector<uint8_t> &secret, jwt::Claims &claims, const char **why) {
+	if (token.empty()) {
+		*why = "a token is required (Authorization: Bearer, Basic password, or ?access_token=)";
+		return 401;
+	}
+	if (secret.empty()) {
+		*why = "tokens cannot be checked yet";
+		return 503;
+	}
+	jwt::Verdict v = jwt::verify(token, secret.data(), secret.size(), now_us() / 1000000, claims);
+	if (v != jwt::Verdict::Ok) {
+		*why = jwt::verdict_text(v);
+		return 401;
+	}
+	return 0;
+}
+
+uint64_t parse_u64(std::string_view s) {
+	if (s.empty() || s.size() > 19)
+		return 0;
+	uint64_t v = 0;
+	for (char c : s) {
+		if (c < '0' || c > '9')
+			return 0;
+		v = v * 10 + uint64_t(c - '0');
+	}
+	return v;
+}
+
+// "minlon,minlat,maxlon,maxlat"
+bool parse_bbox(std::string_view s, double out[4]) {
+	for (int i = 0; i < 4; i++) {
+		size_t comma = s.find(',');
+		std::string part(s.substr(0, comma));
+		char *end = nullptr;
+		out[i] = std::strtod(part.c_str(), &end);
+		if (part.empty() || *end != '\0' || !std::isfinite(out[i]))
+			return false;
+		if ((comma == std::string_view::npos) != (i == 3))
+			return false;
+		if (comma != std::string_view::npos)
+			s.remove_prefix(comma + 1);
+	}
+	return true;
+}
+
+std::string json_num(double v, const char *fmt) {
+	char b[40];
+	std::snprintf(b, sizeof b, fmt, v);
+	return b;
+}
+
+// One driver as box messages carry it.
+std::string driver_json(const LiveView &v) {
+	char ts[32];
+	format_utc_ms(v.ts_ms, ts);
+	const char *st = status_name(v.status);
+	std::string s = "{\"driver_id\":" + std::to_string(v.driver_id) + ",\"lat\":" + json_num(v.lat_e7 / 1e7, "%.7f") +
+	                ",\"lon\":" + json_num(v.lon_e7 / 1e7, "%.7f") + ",\"ts\":\"" + ts + "\",\"status\":";
+	s += st ? std::string("\"") + st + "\"" : std::string("null");
+	s += ",\"speed_mps\":" + (v.speed_cms == kUnknown16 ? std::string("null") : json_num(v.speed_cms / 100.0, "%.2f"));
+	s += ",\"heading_deg\":" +
+	     (v.heading_cd == kUnknown16 ? std::string("null") : json_num(v.heading_cd / 100.0, "%.2f")) + "}";
+	return s;
+}
+
 } // namespace
 
 struct Chunk {
 	std::shared_ptr<const std::string> data;
 	size_t off;
 	uint64_t key; // != 0: a position that a newer one with the same key replaces while unsent
+};
+
+// A driver box: the SSE stream's one, or one of a WebSocket's.
+struct DriversSub {
+	HttpConn *c = nullptr;
+	uint32_t id = 0;  // the WebSocket subscription id (0: SSE)
+	uint64_t key = 0; // its output-queue key
+	Box box{0, 0, 0, 0};
+	std::shared_ptr<const Area> area; // the token's area; nullptr: everywhere
+	bool needs_snapshot = true;       // the next message carries every driver in the box
+	int64_t exp_s = 0;
+};
+
+struct LoadReq {
+	HttpConn *c;
+	uint64_t order_id;
+	uint64_t last_event_id;
+	bool resume; // Last-Event-ID given (0: every event of the order)
+	bool stream;                      // SSE stream or WebSocket subscription; else GET /v1/orders/{id}
+	bool places;                      // GET /v1/orders/{id}/places
+	std::shared_ptr<const Area> area; // a dispatch token's area: the pickup must be in it
+	int64_t exp_s;
 };
 
 struct HttpConn {
@@ -98,11 +206,6 @@ struct HttpConn {
 	int64_t stalled_since_us = 0; // when the socket last refused bytes with data queued
 	int64_t linger_since_us = 0;
 	bool keep_alive = true;
-	// Loading: an order's snapshot (and events to resume with) is on its way.
-	uint64_t order_id = 0;
-	uint64_t last_event_id = 0;
-	bool wants_stream = false;
-	std::shared_ptr<const Area> area; // a dispatch token's area (the order's pickup must be in it)
 	// Committing: HTTP ingest, answered once its fixes are committed.
 	std::vector<Fix> fixes;
 	size_t pushed = 0;
@@ -111,9 +214,14 @@ struct HttpConn {
 	uint64_t ring_mark = 0;
 	std::string answer;
 	int64_t since_us = 0;
-	// Streaming.
+	// Streaming: what it watches, and for how long its token holds.
+	std::vector<uint64_t> orders; // SSE: one; WebSocket: any number
+	std::vector<DriversSub *> boxes;
 	uint64_t token_gen = 0;
 	int64_t token_exp_s = 0;
+	std::unique_ptr<ws::Session> ws; // a WebSocket
+	std::string ws_default_token;    // ?access_token= of the upgrade request
+	uint32_t ws_next_sub = 1;
 };
 
 struct OrderChannel {
@@ -124,8 +232,8 @@ struct OrderChannel {
 	double pickup_lat = 0, pickup_lon = 0, dropoff_lat = 0, dropoff_lon = 0;
 	uint32_t live_index = kNoEntry;
 	uint64_t live_driver = 0;
-	int64_t last_fix_ts = 0;  // the newest fix seen (sent or waiting for the interval)
-	int64_t sent_fix_ts = 0;  // the fix of the last position sent
+	int64_t last_fix_ts = 0; // the newest fix seen (sent or waiting for the interval)
+	int64_t sent_fix_ts = 0; // the fix of the last position sent
 	int64_t last_sent_us = 0;
 	std::vector<HttpConn *> watchers;
 };
@@ -141,6 +249,8 @@ void HttpServer::set_config(const HttpConfig &cfg) {
 	cfg_.max_connections = cfg.max_connections;
 	cfg_.policy = cfg.policy;
 	cfg_.notify_interval_us = cfg.notify_interval_us;
+	cfg_.map_tiles = cfg.map_tiles;
+	files_.clear(); // the page carries the tile setting
 }
 
 bool HttpServer::open(const HttpConfig &cfg, std::string &err) {
@@ -196,7 +306,8 @@ void HttpServer::close_all() {
 	channels_.clear();
 	loading_.clear();
 	committing_.clear();
-	awaiting_commit_ = 0;
+	dsubs_.clear();
+	drivers_sent_.clear();
 	for (int fd : listen_)
 		::close(fd);
 	listen_.clear();
@@ -216,7 +327,7 @@ void HttpServer::set_token_secret(const uint8_t *secret, size_t len, uint64_t ge
 	// stream opened with one.
 	for (HttpConn *c : conns_)
 		if (c && c->state == HttpConn::Streaming && c->token_gen != gen)
-			end_stream(c, "error", "{\"error\":\"the token secret was rotated\"}", 0);
+			end_stream(c, "error", "{\"type\":\"error\",\"error\":\"the token secret was rotated\"}", 0);
 }
 
 int HttpServer::tick_ms() const { return kTickMs; }
@@ -301,15 +412,29 @@ void HttpServer::accept_all(int lfd) {
 
 void HttpServer::on_readable(HttpConn *c) {
 	char buf[kReadChunk];
-	for (int round = 0; round < 16; round++) {
-		if (c->state != HttpConn::Streaming && c->state != HttpConn::Lingering && c->in.size() >= kMaxBuffered)
+	for (int round = 0; round < 16 && c->fd >= 0; round++) {
+		bool taking = c->state == HttpConn::Streaming || c->state == HttpConn::Lingering;
+		if (!taking && c->in.size() >= kMaxBuffered)
 			break; // enough buffered: wait until it is used (pipelined requests)
 		ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n > 0) {
 			c->last_in_us = mono_us();
-			// A stream reads nothing more from its client: input is dropped
-			// (WebSocket clients speak through their own handler).
-			if (c->state != HttpConn::Streaming && c->state != HttpConn::Lingering) {
+			if (c->ws) {
+				// A WebSocket's frames go to wslay; its messages come back
+				// through ws_message(). A protocol error ends the session.
+				if (!c->ws->feed(reinterpret_cast<const uint8_t *>(buf), size_t(n))) {
+					if (c->ws->close_code_sent() != 0 && c->ws->close_code_sent() != 1000 &&
+					    c->ws->close_code_received() == 0)
+						bump(hc_.http_ws_protocol_errors);
+					detach(c);
+					c->ws.reset();
+					c->state = HttpConn::Reading;
+					c->close_after_write = true;
+					flush_out(c);
+					return;
+				}
+			} else if (!taking) {
+				// A stream reads nothing more from its client: input is dropped.
 				if (c->in.empty() && c->request_us == 0)
 					c->request_us = c->last_in_us;
 				c->in.append(buf, size_t(n));
@@ -330,6 +455,8 @@ void HttpServer::on_readable(HttpConn *c) {
 		}
 		break;
 	}
+	if (c->fd < 0)
+		return;
 	if (c->state == HttpConn::Reading)
 		process_input(c);
 	if (c->fd < 0)
@@ -354,8 +481,7 @@ void HttpServer::process_input(HttpConn *c) {
 		if (st == http::Parser::Status::NeedMore)
 			break;
 		if (st == http::Parser::Status::Continue) {
-			std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
-			enqueue(c, shared(std::move(cont)), 0);
+			enqueue(c, shared("HTTP/1.1 100 Continue\r\n\r\n"), 0);
 			continue;
 		}
 		if (st == http::Parser::Status::Error) {
@@ -413,6 +539,27 @@ void HttpServer::fail(HttpConn *c, int status, const char *message, bool keep_al
 	respond(c, http::error_response(status, message, keep_alive, extra), keep_alive);
 }
 
+// The answer to a request that waited (a load, a commit); then the requests
+// pipelined behind it.
+void HttpServer::finish_deferred(HttpConn *c, std::string bytes, bool keep_alive) {
+	respond(c, std::move(bytes), keep_alive);
+	if (c->fd < 0)
+		return;
+	if (c->parser)
+		c->parser->next();
+	c->request_us = c->in.empty() ? 0 : mono_us();
+	process_input(c);
+	if (c->fd >= 0)
+		update_events(c);
+}
+
+bool HttpServer::has_unsent(HttpConn *c, uint64_t key) const {
+	for (size_t i = c->out_head; i < c->out.size(); i++)
+		if (c->out[i].key == key && c->out[i].off == 0)
+			return true;
+	return false;
+}
+
 void HttpServer::enqueue(HttpConn *c, std::shared_ptr<const std::string> msg, uint64_t key) {
 	if (c->fd < 0)
 		return; // closed in this round
@@ -438,6 +585,12 @@ void HttpServer::enqueue(HttpConn *c, std::shared_ptr<const std::string> msg, ui
 		return;
 	}
 	flush_out(c);
+}
+
+// One message of a stream, framed for the connection: an SSE event, or a
+// WebSocket text frame of the same JSON.
+void HttpServer::send_to(HttpConn *c, const char *sse_event, uint64_t id, const std::string &json, uint64_t key) {
+	enqueue(c, shared(c->ws ? ws::text_frame(json) : sse_message(sse_event, id, json)), key);
 }
 
 void HttpServer::flush_out(HttpConn *c) {
@@ -521,23 +674,29 @@ void HttpServer::update_events(HttpConn *c) {
 	c->events = want;
 }
 
+// Takes a connection out of everything it waits for or watches. Empty
+// order channels stay until tick() drops them: callers may be walking them.
 void HttpServer::detach(HttpConn *c) {
 	if (c->state == HttpConn::Streaming) {
-		// An empty channel stays until tick() drops it: callers may be
-		// walking the channels.
-		auto it = channels_.find(c->order_id);
-		if (it != channels_.end()) {
-			auto &w = it->second->watchers;
-			w.erase(std::remove(w.begin(), w.end(), c), w.end());
+		for (uint64_t o : c->orders) {
+			auto it = channels_.find(o);
+			if (it != channels_.end()) {
+				auto &w = it->second->watchers;
+				w.erase(std::remove(w.begin(), w.end(), c), w.end());
+			}
 		}
+		c->orders.clear();
+		for (DriversSub *b : c->boxes) {
+			dsubs_.erase(std::remove(dsubs_.begin(), dsubs_.end(), b), dsubs_.end());
+			delete b;
+		}
+		c->boxes.clear();
 		nstreams_--;
 	}
-	if (c->state == HttpConn::Loading)
-		loading_.erase(std::remove(loading_.begin(), loading_.end(), c), loading_.end());
-	if (c->state == HttpConn::Committing) {
+	loading_.erase(std::remove_if(loading_.begin(), loading_.end(), [c](const LoadReq &r) { return r.c == c; }),
+	               loading_.end());
+	if (c->state == HttpConn::Committing)
 		committing_.erase(std::remove(committing_.begin(), committing_.end(), c), committing_.end());
-		awaiting_commit_ = committing_.size();
-	}
 }
 
 // The socket goes at once; the object at the end of the round (reap()), so
@@ -565,22 +724,34 @@ void HttpServer::reap() {
 	graveyard_.clear();
 }
 
-void HttpServer::finish_deferred(HttpConn *c, std::string bytes, bool keep_alive) {
-	respond(c, std::move(bytes), keep_alive);
-	if (c->fd < 0)
+// The connection becomes a stream: it answers no more requests, so it keeps
+// no parser and no input. A small kernel buffer makes a client that stops
+// reading show (EAGAIN) after a few hundred messages; from then on it gets
+// only the newest position instead of minutes of stale ones.
+void HttpServer::start_stream(HttpConn *c, int sndbuf) {
+	if (c->state == HttpConn::Streaming)
 		return;
-	if (c->parser)
-		c->parser->next();
-	c->request_us = c->in.empty() ? 0 : mono_us();
-	process_input(c); // pipelined requests that waited
-	if (c->fd >= 0)
-		update_events(c);
+	c->state = HttpConn::Streaming;
+	c->keep_alive = false;
+	c->parser.reset();
+	std::string().swap(c->in);
+	nstreams_++;
+	set_opt(c->fd, SOL_SOCKET, SO_SNDBUF, sndbuf);
 }
 
 // Sends a last event and closes once it is out.
 void HttpServer::end_stream(HttpConn *c, const char *event, const std::string &data, uint64_t id) {
-	std::string m;
-	sse::append_event(m, event, id, data);
+	if (c->ws) {
+		enqueue(c, shared(ws::text_frame(data)), 0);
+		detach(c);
+		c->state = HttpConn::Reading;
+		c->ws->close(1008, "token no longer valid");
+		c->ws.reset();
+		c->close_after_write = true;
+		flush_out(c);
+		return;
+	}
+	std::string m = sse_message(event, id, data);
 	detach(c);
 	c->state = HttpConn::Reading;
 	c->close_after_write = true;
@@ -588,43 +759,6 @@ void HttpServer::end_stream(HttpConn *c, const char *event, const std::string &d
 }
 
 // --------------------------------------------------------------- requests
-
-namespace {
-
-// Checks the request's token. Returns 0 and the claims, or the status to
-// answer with (401: missing or invalid).
-int check_token(const http::Request &r, const std::vector<std::pair<std::string, std::string>> &query,
-                const std::vector<uint8_t> &secret, jwt::Claims &claims, const char **why) {
-	std::string token = http::token_of(r, query);
-	if (token.empty()) {
-		*why = "a token is required (Authorization: Bearer, Basic password, or ?access_token=)";
-		return 401;
-	}
-	if (secret.empty()) {
-		*why = "tokens cannot be checked yet";
-		return 503;
-	}
-	jwt::Verdict v = jwt::verify(token, secret.data(), secret.size(), now_us() / 1000000, claims);
-	if (v != jwt::Verdict::Ok) {
-		*why = jwt::verdict_text(v);
-		return 401;
-	}
-	return 0;
-}
-
-uint64_t parse_u64(const std::string &s) {
-	if (s.empty() || s.size() > 19)
-		return 0;
-	uint64_t v = 0;
-	for (char c : s) {
-		if (c < '0' || c > '9')
-			return 0;
-		v = v * 10 + uint64_t(c - '0');
-	}
-	return v;
-}
-
-} // namespace
 
 void HttpServer::handle_request(HttpConn *c) {
 	http::Request &req = c->parser->request();
@@ -666,7 +800,7 @@ void HttpServer::handle_request(HttpConn *c) {
 	}
 	case http::Route::Metrics: {
 		if (!trusted) {
-			int st = check_token(req, query, secret_, claims, &why);
+			int st = check_token(http::token_of(req, query), secret_, claims, &why);
 			if (st != 0)
 				return fail(c, st, why, keep);
 			if (claims.scope != jwt::Scope::Dispatch)
@@ -682,41 +816,204 @@ void HttpServer::handle_request(HttpConn *c) {
 		return;
 	}
 	case http::Route::Order:
+	case http::Route::OrderPlaces:
 	case http::Route::OrderStream: {
-		int st = check_token(req, query, secret_, claims, &why);
+		int st = check_token(http::token_of(req, query), secret_, claims, &why);
 		if (st != 0)
 			return fail(c, st, why, keep);
 		if (claims.scope == jwt::Scope::Watch && claims.order_id != id)
 			return fail(c, 403, "this token watches another order", keep);
 		if (claims.scope == jwt::Scope::Device)
 			return fail(c, 403, "a device token cannot watch orders", keep);
-		c->order_id = id;
-		c->wants_stream = route == http::Route::OrderStream;
-		c->area = claims.scope == jwt::Scope::Dispatch ? claims.area : nullptr;
+		// Last-Event-ID (EventSource sends it when it reconnects), or
+		// ?last_event_id= (a page that wants the order's events so far: 0).
+		uint64_t last = 0;
+		const std::string *h = req.header("last-event-id");
+		if (h == nullptr)
+			h = http::form_value(query, "last_event_id");
+		if (h != nullptr)
+			last = parse_u64(*h);
 		c->token_exp_s = claims.exp;
 		c->token_gen = secret_gen_;
-		c->last_event_id = 0;
-		if (const std::string *h = req.header("last-event-id"))
-			c->last_event_id = parse_u64(*h);
-		else if (const std::string *q = http::form_value(query, "last_event_id"))
-			c->last_event_id = parse_u64(*q);
 		c->state = HttpConn::Loading;
-		loading_.push_back(c);
+		loading_.push_back(LoadReq{c, id, last, h != nullptr, route == http::Route::OrderStream,
+		                           route == http::Route::OrderPlaces,
+		                           claims.scope == jwt::Scope::Dispatch ? claims.area : nullptr, claims.exp});
 		return;
 	}
 	case http::Route::Pings:
-	case http::Route::Osmand: {
-		(void)trusted;
-		ingest(c, route == http::Route::Osmand);
+	case http::Route::Osmand: ingest(c, route == http::Route::Osmand); return;
+	case http::Route::DriversStream: drivers_stream(c); return;
+	case http::Route::WebSocket: {
+		std::string answer;
+		int status = 0;
+		if (!ws::handshake(req, answer, status)) {
+			bump(hc_.http_bad_requests);
+			return respond(c, answer, false);
+		}
+		if (const std::string *t = http::form_value(query, "access_token"))
+			c->ws_default_token = *t;
+		else
+			c->ws_default_token = http::token_of(req, query);
+		c->token_gen = secret_gen_;
+		enqueue(c, shared(std::move(answer)), 0);
+		// Frames a client sent right behind its request belong to the WebSocket.
+		std::string early;
+		early.swap(c->in);
+		HttpServer *self = this;
+		c->ws.reset(new ws::Session(
+		    ws::Session::Events{[self, c](std::string_view text) { self->ws_message(c, text); },
+		                        [self, c](const uint8_t *p, size_t n) {
+			                        self->enqueue(c, shared(std::string(reinterpret_cast<const char *>(p), n)), 0);
+		                        }},
+		    kMaxWsMessage));
+		start_stream(c, kBoxSndBuf);
+		bump(hc_.http_ws_connections);
+		if (!early.empty() && !c->ws->feed(reinterpret_cast<const uint8_t *>(early.data()), early.size())) {
+			bump(hc_.http_ws_protocol_errors);
+			detach(c);
+			c->ws.reset();
+			c->state = HttpConn::Reading;
+			c->close_after_write = true;
+			flush_out(c);
+		}
 		return;
 	}
-	case http::Route::DriversStream:
-	case http::Route::WebSocket:
-	case http::Route::Map:
-	case http::Route::MapAsset:
-		fail(c, 404, "not found", keep);
+	case http::Route::Map: map_file(c, "map.html", keep); return;
+	case http::Route::MapAsset: map_file(c, req.path.substr(5), keep); return;
+	}
+}
+
+void HttpServer::map_file(HttpConn *c, const std::string &name, bool keep) {
+	if (name.find("..") != std::string::npos || name.find('\\') != std::string::npos)
+		return fail(c, 404, "not found", keep);
+	auto it = files_.find(name);
+	if (it == files_.end()) {
+		std::string body, type;
+		bool found = false;
+		try {
+			found = db_.map_file(name, body, type);
+		} catch (const std::exception &e) {
+			return respond(c, http::error_response(503, e.what(), keep), keep);
+		}
+		if (!found)
+			return fail(c, 404, "not found", keep);
+		if (name == "map.html") {
+			// The page learns the tile setting here (livetrack.map_tiles).
+			std::string tiles;
+			http::json_string(tiles, cfg_.map_tiles);
+			size_t at = body.find("\"__TILES__\"");
+			if (at != std::string::npos)
+				body.replace(at, 11, tiles);
+		}
+		it = files_.emplace(name, shared(http::response(200, type, body, true, "Cache-Control: max-age=300\r\n"))).first;
+	}
+	std::string r = *it->second;
+	if (!keep) {
+		size_t at = r.find("Connection: keep-alive\r\n");
+		if (at != std::string::npos)
+			r.replace(at, 24, "Connection: close\r\n");
+	}
+	respond(c, std::move(r), keep);
+}
+
+// ------------------------------------------------------------ WebSocket
+
+// {"op":"subscribe","order_id":N,"token":"...","last_event_id":M}
+// {"op":"subscribe_drivers","bbox":[minlon,minlat,maxlon,maxlat],"token":"..."}
+// {"op":"unsubscribe","order_id":N} / {"op":"unsubscribe","sub":K}
+// A bad one gets {"type":"error",...}, never silence.
+void HttpServer::ws_message(HttpConn *c, std::string_view text) {
+	if (c->fd < 0 || !c->ws)
+		return;
+	auto error = [&](int status, const std::string &msg, const std::string &op) {
+		std::string m = "{\"type\":\"error\",\"status\":" + std::to_string(status) + ",\"error\":";
+		http::json_string(m, msg);
+		if (!op.empty()) {
+			m += ",\"op\":";
+			http::json_string(m, op);
+		}
+		m += "}";
+		if (status == 401)
+			bump(hc_.http_unauthorized);
+		else if (status == 403)
+			bump(hc_.http_forbidden);
+		else
+			bump(hc_.http_bad_requests);
+		enqueue(c, shared(ws::text_frame(m)), 0);
+	};
+	rapidjson::Document d;
+	if (!rj::parse(d, text.data(), text.size()) || !d.IsObject() || !d.HasMember("op") || !d["op"].IsString())
+		return error(400, "a message is a JSON object with an \"op\"", "");
+	std::string op = d["op"].GetString();
+	std::string token = c->ws_default_token;
+	if (d.HasMember("token") && d["token"].IsString())
+		token = d["token"].GetString();
+	auto u64 = [&](const char *k) -> uint64_t {
+		auto it = d.FindMember(k);
+		return it != d.MemberEnd() && it->value.IsUint64() ? it->value.GetUint64() : 0;
+	};
+	if (op == "unsubscribe") {
+		if (uint64_t o = u64("order_id")) {
+			unwatch_order(c, o);
+		} else if (uint64_t k = u64("sub")) {
+			for (DriversSub *b : c->boxes)
+				if (b->id == k) {
+					dsubs_.erase(std::remove(dsubs_.begin(), dsubs_.end(), b), dsubs_.end());
+					c->boxes.erase(std::remove(c->boxes.begin(), c->boxes.end(), b), c->boxes.end());
+					delete b;
+					break;
+				}
+		} else {
+			return error(400, "unsubscribe needs an order_id or a sub", op);
+		}
+		std::string m = "{\"type\":\"unsubscribed\"}";
+		return enqueue(c, shared(ws::text_frame(m)), 0);
+	}
+	if (c->orders.size() + c->boxes.size() >= kMaxSubscriptions)
+		return error(400, "too many subscriptions on one connection", op);
+	jwt::Claims claims;
+	const char *why = "";
+	int st = check_token(token, secret_, claims, &why);
+	if (op == "subscribe") {
+		uint64_t order = u64("order_id");
+		if (order == 0 || order >= (uint64_t(1) << 63))
+			return error(400, "subscribe needs an order_id", op);
+		if (st != 0)
+			return error(st, why, op);
+		if (claims.scope == jwt::Scope::Watch && claims.order_id != order)
+			return error(403, "this token watches another order", op);
+		if (claims.scope == jwt::Scope::Device)
+			return error(403, "a device token cannot watch orders", op);
+		if (std::find(c->orders.begin(), c->orders.end(), order) != c->orders.end())
+			return error(400, "already subscribed to this order", op);
+		loading_.push_back(LoadReq{c, order, u64("last_event_id"), d.HasMember("last_event_id"), true, false,
+		                           claims.scope == jwt::Scope::Dispatch ? claims.area : nullptr, claims.exp});
 		return;
 	}
+	if (op == "subscribe_drivers") {
+		if (st != 0)
+			return error(st, why, op);
+		if (claims.scope != jwt::Scope::Dispatch)
+			return error(403, "driver boxes need a dispatch token", op);
+		double bbox[4];
+		auto it = d.FindMember("bbox");
+		bool ok = it != d.MemberEnd() && it->value.IsArray() && it->value.Size() == 4;
+		for (unsigned i = 0; ok && i < 4; i++) {
+			ok = it->value[i].IsNumber();
+			if (ok)
+				bbox[i] = it->value[i].GetDouble();
+		}
+		if (!ok)
+			return error(400, "subscribe_drivers needs a bbox [minlon,minlat,maxlon,maxlat]", op);
+		std::string err;
+		if (!add_drivers_sub(c, c->ws_next_sub, bbox, claims.area, claims.exp, err))
+			return error(400, err, op);
+		std::string m = "{\"type\":\"subscribed\",\"sub\":" + std::to_string(c->ws_next_sub) + "}";
+		c->ws_next_sub++;
+		return enqueue(c, shared(ws::text_frame(m)), 0);
+	}
+	error(400, "unknown op", op);
 }
 
 // ------------------------------------------------------------------ ingest
@@ -726,11 +1023,11 @@ void HttpServer::ingest(HttpConn *c, bool osmand) {
 	bool keep = req.keep_alive;
 	auto query = http::parse_form(req.query);
 	http::Poster who;
-	bool has_token = !http::token_of(req, query).empty();
-	if (has_token) {
+	std::string token = http::token_of(req, query);
+	if (!token.empty()) {
 		jwt::Claims claims;
 		const char *why = "";
-		int st = check_token(req, query, secret_, claims, &why);
+		int st = check_token(token, secret_, claims, &why);
 		if (st != 0)
 			return fail(c, st, why, keep);
 		if (claims.scope != jwt::Scope::Device)
@@ -769,7 +1066,7 @@ void HttpServer::ingest(HttpConn *c, bool osmand) {
 		case Reject::Clock: bump(rc_.rejected_clock); break;
 		}
 	}
-	if (!has_token && !who.unsigned_ok && all_auth)
+	if (token.empty() && !who.unsigned_ok && all_auth)
 		return fail(c, 401, "a device token is required (unsigned fixes are trusted from loopback only)", keep);
 	std::string answer = http::ingest_answer(res);
 	if (res.fixes.empty())
@@ -782,7 +1079,6 @@ void HttpServer::ingest(HttpConn *c, bool osmand) {
 	c->since_us = mono_us();
 	c->state = HttpConn::Committing;
 	committing_.push_back(c);
-	awaiting_commit_ = committing_.size();
 	push_pending(c);
 }
 
@@ -822,7 +1118,6 @@ void HttpServer::service_commits() {
 		}
 		if (done || now - c->since_us > kCommitTimeoutUs) {
 			committing_.erase(committing_.begin() + long(i));
-			awaiting_commit_ = committing_.size();
 			c->fixes.clear();
 			c->fixes.shrink_to_fit();
 			if (done)
@@ -841,102 +1136,145 @@ void HttpServer::service_commits() {
 // ------------------------------------------------------------------ orders
 
 void HttpServer::service_loads() {
-	std::vector<HttpConn *> batch;
+	std::vector<LoadReq> batch;
 	batch.swap(loading_);
 	std::vector<uint64_t> ids;
 	std::vector<std::pair<uint64_t, uint64_t>> resume;
-	for (HttpConn *c : batch) {
-		ids.push_back(c->order_id);
-		if (c->wants_stream && c->last_event_id > 0)
-			resume.emplace_back(c->order_id, c->last_event_id);
+	for (const LoadReq &r : batch) {
+		ids.push_back(r.order_id);
+		if (r.stream && r.resume)
+			resume.emplace_back(r.order_id, r.last_event_id);
 	}
 	std::sort(ids.begin(), ids.end());
 	ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
 	std::vector<OrderRow> rows;
 	std::vector<EventRow> missed;
-	uint64_t upto = cursor_;
 	try {
 		db_.load_orders(ids, rows);
 		if (!resume.empty())
-			db_.order_events(resume, upto, missed);
+			db_.order_events(resume, cursor_, missed);
 	} catch (const std::exception &e) {
-		for (HttpConn *c : batch) {
-			c->state = HttpConn::Reading;
-			finish_deferred(c, http::error_response(503, e.what(), c->keep_alive), c->keep_alive);
+		for (const LoadReq &r : batch) {
+			if (r.c->fd < 0)
+				continue;
+			if (r.c->ws) {
+				std::string m = "{\"type\":\"error\",\"status\":503,\"op\":\"subscribe\",\"order_id\":" +
+				                std::to_string(r.order_id) + "}";
+				enqueue(r.c, shared(ws::text_frame(m)), 0);
+			} else {
+				finish_deferred(r.c, http::error_response(503, e.what(), r.c->keep_alive), r.c->keep_alive);
+			}
 		}
 		return;
 	}
 	std::unordered_map<uint64_t, const OrderRow *> by_id;
 	for (const OrderRow &r : rows)
 		by_id[r.order_id] = &r;
-	for (HttpConn *c : batch) {
-		auto it = by_id.find(c->order_id);
-		const OrderRow *row = it == by_id.end() ? nullptr : it->second;
-		c->state = HttpConn::Reading;
+	for (const LoadReq &r : batch) {
+		HttpConn *c = r.c;
 		if (c->fd < 0)
 			continue;
+		auto it = by_id.find(r.order_id);
+		const OrderRow *row = it == by_id.end() ? nullptr : it->second;
+		int status = 0;
+		const char *why = "";
 		if (row == nullptr || !row->found) {
+			status = 404;
+			why = "no such order";
 			bump(hc_.http_not_found);
-			finish_deferred(c, http::error_response(404, "no such order", c->keep_alive), c->keep_alive);
-			continue;
-		}
-		if (c->area && !c->area->contains(row->pickup_lat, row->pickup_lon)) {
+		} else if (r.area && !r.area->contains(row->pickup_lat, row->pickup_lon)) {
+			status = 403;
+			why = "the order's pickup is outside this token's area";
 			bump(hc_.http_forbidden);
-			finish_deferred(c, http::error_response(403, "the order's pickup is outside this token's area", c->keep_alive),
-			                c->keep_alive);
+		}
+		if (c->ws) {
+			if (status != 0) {
+				std::string m = "{\"type\":\"error\",\"status\":" + std::to_string(status) + ",\"error\":\"" + why +
+				                "\",\"op\":\"subscribe\",\"order_id\":" + std::to_string(r.order_id) + "}";
+				enqueue(c, shared(ws::text_frame(m)), 0);
+				continue;
+			}
+			c->token_exp_s = c->token_exp_s == 0 ? r.exp_s : std::min(c->token_exp_s, r.exp_s);
+			watch_order(c, r.order_id, *row, r.resume, r.last_event_id, missed);
 			continue;
 		}
-		if (!c->wants_stream) {
+		if (status != 0) {
+			finish_deferred(c, http::error_response(status, why, c->keep_alive), c->keep_alive);
+			continue;
+		}
+		if (r.places) {
+			std::string p = "{\"order_id\":" + std::to_string(row->order_id) + ",\"pickup\":[" +
+			                json_num(row->pickup_lat, "%.7f") + "," + json_num(row->pickup_lon, "%.7f") +
+			                "],\"dropoff\":[" + json_num(row->dropoff_lat, "%.7f") + "," +
+			                json_num(row->dropoff_lon, "%.7f") + "]}";
+			finish_deferred(c, http::response(200, "application/json", p, c->keep_alive), c->keep_alive);
+			continue;
+		}
+		if (!r.stream) {
 			finish_deferred(c, http::response(200, "application/json", row->snapshot, c->keep_alive), c->keep_alive);
 			continue;
 		}
-		bool ended = final_status(row->status);
-		// A client that has seen the order's last event of a finished order
-		// is told to stop reconnecting (EventSource stops on 204).
-		if (ended && c->last_event_id > 0 && c->last_event_id >= row->last_event_id) {
+		// A client that has seen the last event of a finished order is told
+		// to stop reconnecting (EventSource stops on 204).
+		if (final_status(row->status) && r.resume && r.last_event_id >= row->last_event_id) {
 			respond(c, http::response(204, "", "", false), false);
 			continue;
 		}
 		std::string head = kSseHead;
 		sse::append_retry(head, kRetryMs);
-		sse::append_event(head, "snapshot", 0, row->snapshot);
-		for (const EventRow &e : missed)
-			if (e.order_id == c->order_id && e.event_id > c->last_event_id)
-				sse::append_event(head, e.type, e.event_id, e.payload);
-		c->keep_alive = false;
-		c->in.clear(); // a stream answers no more requests
-		if (ended) {
-			std::string data = "{\"order_id\":" + std::to_string(row->order_id) + ",\"status\":\"" + row->status + "\"}";
-			sse::append_event(head, "end", row->last_event_id, data);
-			c->close_after_write = true;
-			enqueue(c, shared(std::move(head)), 0);
-			continue;
-		}
-		c->state = HttpConn::Streaming;
-		nstreams_++;
-		// A small kernel buffer: a client that stops reading is noticed
-		// (EAGAIN) after a few hundred messages, and from then on gets only
-		// the newest position instead of minutes of stale ones.
-		set_opt(c->fd, SOL_SOCKET, SO_SNDBUF, kStreamSndBuf);
-		auto &slot = channels_[c->order_id];
-		if (!slot) {
-			slot.reset(new OrderChannel);
-			OrderChannel &ch = *slot;
-			ch.order_id = row->order_id;
-			ch.driver_id = row->driver_id;
-			ch.status = row->status;
-			ch.target = ch.status == "assigned" ? kTargetPickup : ch.status == "picked_up" ? kTargetDropoff : 0;
-			ch.pickup_lat = row->pickup_lat;
-			ch.pickup_lon = row->pickup_lon;
-			ch.dropoff_lat = row->dropoff_lat;
-			ch.dropoff_lon = row->dropoff_lon;
-			// The snapshot carried the driver's position as it is now.
-			LiveView v;
-			if (ch.driver_id != 0 && live_.get(ch.driver_id, v))
-				ch.last_fix_ts = ch.sent_fix_ts = v.ts_ms;
-		}
-		slot->watchers.push_back(c);
 		enqueue(c, shared(std::move(head)), 0);
+		start_stream(c, kOrderSndBuf);
+		watch_order(c, r.order_id, *row, r.resume, r.last_event_id, missed);
+	}
+}
+
+// Sends the snapshot and the events missed since last_event_id, then
+// follows the order (or ends the stream if the order is finished).
+void HttpServer::watch_order(HttpConn *c, uint64_t order_id, const OrderRow &row, bool resume,
+                             uint64_t last_event_id, const std::vector<EventRow> &missed) {
+	bool websocket = c->ws != nullptr;
+	std::string snap = websocket ? "{\"type\":\"snapshot\",\"order_id\":" + std::to_string(order_id) +
+	                                   ",\"order\":" + row.snapshot + "}"
+	                             : row.snapshot;
+	send_to(c, "snapshot", 0, snap, 0);
+	for (const EventRow &e : missed)
+		if (resume && e.order_id == order_id && e.event_id > last_event_id)
+			send_to(c, e.type.c_str(), e.event_id, e.payload, 0);
+	if (final_status(row.status)) {
+		std::string data = "{\"type\":\"end\",\"order_id\":" + std::to_string(order_id) + ",\"status\":\"" +
+		                   row.status + "\",\"event_id\":" + std::to_string(row.last_event_id) + "}";
+		if (websocket)
+			return send_to(c, "end", row.last_event_id, data, 0);
+		end_stream(c, "end", data, row.last_event_id);
+		return;
+	}
+	auto &slot = channels_[order_id];
+	if (!slot) {
+		slot.reset(new OrderChannel);
+		OrderChannel &ch = *slot;
+		ch.order_id = row.order_id;
+		ch.driver_id = row.driver_id;
+		ch.status = row.status;
+		ch.target = ch.status == "assigned" ? kTargetPickup : ch.status == "picked_up" ? kTargetDropoff : 0;
+		ch.pickup_lat = row.pickup_lat;
+		ch.pickup_lon = row.pickup_lon;
+		ch.dropoff_lat = row.dropoff_lat;
+		ch.dropoff_lon = row.dropoff_lon;
+		// The snapshot carried the driver's position as it is now.
+		LiveView v;
+		if (ch.driver_id != 0 && live_.get(ch.driver_id, v))
+			ch.last_fix_ts = ch.sent_fix_ts = v.ts_ms;
+	}
+	slot->watchers.push_back(c);
+	c->orders.push_back(order_id);
+}
+
+void HttpServer::unwatch_order(HttpConn *c, uint64_t order_id) {
+	c->orders.erase(std::remove(c->orders.begin(), c->orders.end(), order_id), c->orders.end());
+	auto it = channels_.find(order_id);
+	if (it != channels_.end()) {
+		auto &w = it->second->watchers;
+		w.erase(std::remove(w.begin(), w.end(), c), w.end());
 	}
 }
 
@@ -970,21 +1308,30 @@ void HttpServer::fan_out_event(OrderChannel &ch, const EventRow &e) {
 		ch.driver_id = e.driver_id;
 		ch.target = target_of(e.target);
 	}
-	std::string m;
-	sse::append_event(m, e.type, e.event_id, e.payload);
-	auto msg = shared(std::move(m));
+	// Serialised once for each framing, shared by every watcher.
+	std::shared_ptr<const std::string> as_sse, as_ws;
 	std::vector<HttpConn *> watchers = ch.watchers; // enqueue may close one
 	for (HttpConn *c : watchers) {
-		enqueue(c, msg, 0);
+		auto &m = c->ws ? as_ws : as_sse;
+		if (!m)
+			m = shared(c->ws ? ws::text_frame(e.payload) : sse_message(e.type.c_str(), e.event_id, e.payload));
+		enqueue(c, m, 0);
 		bump(hc_.http_stream_messages);
 	}
 	if (e.type == "status" && final_status(e.status)) {
 		// The order is finished: say so, with the id a reconnect would bring.
-		std::string data = "{\"order_id\":" + std::to_string(ch.order_id) + ",\"status\":\"" + e.status + "\"}";
+		std::string data = "{\"type\":\"end\",\"order_id\":" + std::to_string(ch.order_id) + ",\"status\":\"" +
+		                   e.status + "\",\"event_id\":" + std::to_string(e.event_id) + "}";
 		uint64_t order = ch.order_id;
 		for (HttpConn *c : watchers) {
-			if (c->fd >= 0 && c->state == HttpConn::Streaming && c->order_id == order)
+			if (c->fd < 0 || c->state != HttpConn::Streaming)
+				continue;
+			if (c->ws) {
+				send_to(c, "end", e.event_id, data, 0);
+				unwatch_order(c, order);
+			} else {
 				end_stream(c, "end", data, e.event_id);
+			}
 		}
 	}
 }
@@ -1025,16 +1372,195 @@ void HttpServer::positions(int64_t now) {
 		PushDecision d{};
 		d.distance_m = geo::geodesic_m(f.lat_e7 / 1e7, f.lon_e7 / 1e7, w.target_lat, w.target_lon);
 		d.eta_s = eta_s(d.distance_m, f.speed_cms);
-		std::string m;
-		sse::append_event(m, "position", 0, format_order_message(position_message(w, f, d)));
-		auto msg = shared(std::move(m));
+		std::string json = format_order_message(position_message(w, f, d));
+		std::shared_ptr<const std::string> as_sse, as_ws;
 		ch.sent_fix_ts = v.ts_ms;
 		ch.last_sent_us = now;
 		std::vector<HttpConn *> watchers = ch.watchers;
 		for (HttpConn *c : watchers) {
-			enqueue(c, msg, ch.order_id); // replaces an unsent older position of this order
+			auto &m = c->ws ? as_ws : as_sse;
+			if (!m)
+				m = shared(c->ws ? ws::text_frame(json) : sse_message("position", 0, json));
+			enqueue(c, m, ch.order_id); // replaces an unsent older position of this order
 			bump(hc_.http_stream_messages);
 		}
+	}
+}
+
+// ---------------------------------------------------------- driver boxes
+
+// GET /v1/drivers/stream?bbox=minlon,minlat,maxlon,maxlat (dispatch token);
+// without a bbox, the token's area.
+void HttpServer::drivers_stream(HttpConn *c) {
+	http::Request &req = c->parser->request();
+	bool keep = req.keep_alive;
+	auto query = http::parse_form(req.query);
+	jwt::Claims claims;
+	const char *why = "";
+	int st = check_token(http::token_of(req, query), secret_, claims, &why);
+	if (st != 0)
+		return fail(c, st, why, keep);
+	if (claims.scope != jwt::Scope::Dispatch)
+		return fail(c, 403, "driver streams need a dispatch token", keep);
+	double bbox[4];
+	const std::string *b = http::form_value(query, "bbox");
+	if (b != nullptr) {
+		if (!parse_bbox(*b, bbox))
+			return fail(c, 400, "bbox is minlon,minlat,maxlon,maxlat", keep);
+	} else if (claims.area) {
+		const Box &a = claims.area->bounds();
+		bbox[0] = a.min_lon, bbox[1] = a.min_lat, bbox[2] = a.max_lon, bbox[3] = a.max_lat;
+	} else {
+		return fail(c, 400, "a bbox is required (minlon,minlat,maxlon,maxlat)", keep);
+	}
+	std::string err;
+	c->token_exp_s = claims.exp;
+	c->token_gen = secret_gen_;
+	std::string head = kSseHead;
+	sse::append_retry(head, kRetryMs);
+	if (!add_drivers_sub(c, 0, bbox, claims.area, claims.exp, err))
+		return fail(c, 400, err.c_str(), keep);
+	enqueue(c, shared(std::move(head)), 0);
+	start_stream(c, kBoxSndBuf);
+}
+
+bool HttpServer::add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4], std::shared_ptr<const Area> area,
+                                 int64_t exp_s, std::string &error) {
+	Box box{bbox[0], bbox[1], bbox[2], bbox[3]};
+	if (!(box.min_lon >= -180 && box.max_lon <= 180 && box.min_lat >= -90 && box.max_lat <= 90 &&
+	      box.min_lon <= box.max_lon && box.min_lat <= box.max_lat)) {
+		error = "bbox is minlon,minlat,maxlon,maxlat within -180..180 and -90..90";
+		return false;
+	}
+	if (box.max_lon - box.min_lon > kMaxBoxDegrees || box.max_lat - box.min_lat > kMaxBoxDegrees) {
+		error = "a bbox is at most 10 degrees wide and high";
+		return false;
+	}
+	auto *s = new DriversSub;
+	s->c = c;
+	s->id = id;
+	s->key = kBoxKeyBit | (uint64_t(c->slot) << 20) | id;
+	s->box = box;
+	s->area = std::move(area);
+	s->exp_s = exp_s;
+	c->boxes.push_back(s);
+	dsubs_.push_back(s);
+	if (c->token_exp_s == 0 || exp_s < c->token_exp_s)
+		c->token_exp_s = exp_s;
+	return true;
+}
+
+// Every kDriversTickUs: the drivers that moved, tile by tile, serialised
+// once, and one message per box put together from its tiles. A driver goes
+// out at most once per notify_interval. A box whose last message is still
+// unsent gets, once it has room again, a snapshot of the whole box instead
+// of what it missed.
+void HttpServer::drivers_tick(int64_t now) {
+	if (dsubs_.empty())
+		return;
+	int64_t now_ms = now_us() / 1000;
+	struct Item {
+		double lat, lon;
+		std::string json;
+	};
+	struct Tile {
+		std::vector<Item> items;
+		std::string all; // every item, comma-separated
+		Box bounds;
+	};
+	auto tile_key = [](int64_t ty, int64_t tx) { return uint64_t(ty + 100000) << 32 | uint64_t(tx + 100000); };
+	std::unordered_map<uint64_t, Tile> tiles;
+	std::vector<LiveView> views;
+	auto load_tile = [&](int64_t ty, int64_t tx) -> Tile & {
+		uint64_t k = tile_key(ty, tx);
+		auto it = tiles.find(k);
+		if (it != tiles.end())
+			return it->second;
+		Tile &t = tiles[k];
+		t.bounds = Box{tx / kTilesPerDegree, ty / kTilesPerDegree, (tx + 1) / kTilesPerDegree, (ty + 1) / kTilesPerDegree};
+		// From the grid index: the tile's cells, drivers with a recent fix.
+		live_.grid().within_box(live_, t.bounds.min_lat, t.bounds.max_lat, t.bounds.min_lon, t.bounds.max_lon,
+		                        now_ms - 2000, views);
+		for (const LiveView &v : views) {
+			double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+			// Tiles share their edges: a driver on one belongs to the lower tile.
+			if (lat >= t.bounds.max_lat && ty + 1 < int64_t(90 * kTilesPerDegree))
+				continue;
+			if (lon >= t.bounds.max_lon && tx + 1 < int64_t(180 * kTilesPerDegree))
+				continue;
+			Sent &s = drivers_sent_[v.driver_id];
+			if (v.ts_ms <= s.ts_ms || now - s.at_us < cfg_.notify_interval_us)
+				continue;
+			s.ts_ms = v.ts_ms;
+			s.at_us = now;
+			t.items.push_back(Item{lat, lon, driver_json(v)});
+		}
+		for (const Item &i : t.items) {
+			if (!t.all.empty())
+				t.all += ',';
+			t.all += i.json;
+		}
+		return t;
+	};
+	std::vector<DriversSub *> subs = dsubs_;
+	for (DriversSub *s : subs) {
+		HttpConn *c = s->c;
+		if (c->fd < 0 || c->state != HttpConn::Streaming)
+			continue;
+		if (has_unsent(c, s->key)) {
+			s->needs_snapshot = true; // it did not take the last one: a snapshot once it can
+			continue;
+		}
+		std::string body;
+		size_t count = 0;
+		auto add = [&](const std::string &json) {
+			if (!body.empty())
+				body += ',';
+			body += json;
+			count++;
+		};
+		bool snapshot = s->needs_snapshot;
+		if (snapshot) {
+			live_.grid().within_box(live_, s->box.min_lat, s->box.max_lat, s->box.min_lon, s->box.max_lon,
+			                        now_ms - kBoxMaxAgeMs, views);
+			for (const LiveView &v : views)
+				if (!s->area || s->area->contains(v.lat_e7 / 1e7, v.lon_e7 / 1e7))
+					add(driver_json(v));
+		} else {
+			int64_t ty0 = int64_t(std::floor(s->box.min_lat * kTilesPerDegree));
+			int64_t ty1 = int64_t(std::floor(s->box.max_lat * kTilesPerDegree));
+			int64_t tx0 = int64_t(std::floor(s->box.min_lon * kTilesPerDegree));
+			int64_t tx1 = int64_t(std::floor(s->box.max_lon * kTilesPerDegree));
+			for (int64_t ty = ty0; ty <= ty1; ty++)
+				for (int64_t tx = tx0; tx <= tx1; tx++) {
+					Tile &t = load_tile(ty, tx);
+					if (t.items.empty())
+						continue;
+					bool whole = !s->area && s->box.min_lat <= t.bounds.min_lat && s->box.max_lat >= t.bounds.max_lat &&
+					             s->box.min_lon <= t.bounds.min_lon && s->box.max_lon >= t.bounds.max_lon;
+					if (whole) {
+						if (!body.empty())
+							body += ',';
+						body += t.all;
+						count += t.items.size();
+						continue;
+					}
+					for (const Item &i : t.items)
+						if (s->box.contains(i.lat, i.lon) && (!s->area || s->area->contains(i.lat, i.lon)))
+							add(i.json);
+				}
+		}
+		if (count == 0 && !snapshot)
+			continue;
+		s->needs_snapshot = false;
+		std::string json = "{\"type\":\"drivers\"";
+		if (s->id != 0)
+			json += ",\"sub\":" + std::to_string(s->id);
+		json += snapshot ? ",\"snapshot\":true" : ",\"snapshot\":false";
+		json += ",\"drivers\":[" + body + "]}";
+		send_to(c, "drivers", 0, json, s->key);
+		bump(hc_.http_stream_messages);
+		bump(hc_.http_driver_positions, count);
 	}
 }
 
@@ -1045,6 +1571,10 @@ void HttpServer::tick() {
 		return;
 	int64_t now = mono_us();
 	positions(now);
+	if (now - last_drivers_us_ >= kDriversTickUs) {
+		last_drivers_us_ = now;
+		drivers_tick(now);
+	}
 	if (!committing_.empty())
 		service_commits();
 	if (now - last_housekeeping_us_ >= 1000000) {
@@ -1052,13 +1582,16 @@ void HttpServer::tick() {
 		housekeeping(now);
 		for (auto it = channels_.begin(); it != channels_.end();)
 			it = it->second->watchers.empty() ? channels_.erase(it) : std::next(it);
+		// Forget drivers not sent for a while (the map only ever grows otherwise).
+		if (dsubs_.empty())
+			drivers_sent_.clear();
 	}
 	reap();
 }
 
 void HttpServer::housekeeping(int64_t now) {
 	int64_t now_s = now_us() / 1000000;
-	std::shared_ptr<const std::string> heartbeat;
+	std::shared_ptr<const std::string> heartbeat, ping;
 	for (size_t i = 0; i < conns_.size(); i++) {
 		HttpConn *c = conns_[i];
 		if (c == nullptr)
@@ -1078,7 +1611,7 @@ void HttpServer::housekeeping(int64_t now) {
 			break;
 		case HttpConn::Streaming:
 			if (c->token_exp_s != 0 && now_s >= c->token_exp_s) {
-				end_stream(c, "error", "{\"error\":\"token expired\"}", 0);
+				end_stream(c, "error", "{\"type\":\"error\",\"error\":\"token expired\"}", 0);
 				break;
 			}
 			if (c->stalled_since_us != 0 && now - c->stalled_since_us > kStalledUs) {
@@ -1087,12 +1620,16 @@ void HttpServer::housekeeping(int64_t now) {
 				break;
 			}
 			if (now - c->last_out_us >= kHeartbeatUs && c->out_head == c->out.size()) {
-				if (!heartbeat) {
-					std::string h;
-					sse::append_comment(h, "heartbeat");
-					heartbeat = shared(std::move(h));
+				if (c->ws) {
+					c->ws->ping();
+				} else {
+					if (!heartbeat) {
+						std::string h;
+						sse::append_comment(h, "heartbeat");
+						heartbeat = shared(std::move(h));
+					}
+					enqueue(c, heartbeat, 0);
 				}
-				enqueue(c, heartbeat, 0);
 			}
 			break;
 		case HttpConn::Lingering:

@@ -1,18 +1,22 @@
-// The HTTP edge's engine (SPEC 6): sockets, requests, tokens, order streams
-// and HTTP ingest, in one non-blocking event loop. Plain C++ with no
-// Postgres header, like the listener's engine: the background worker
-// (http.cpp) owns the process, waits on a WaitEventSet that includes
-// epoll_fd(), calls run_once(), and answers the engine's few questions for
-// the database through HttpBackend.
+// The HTTP edge's engine (SPEC 6): sockets, requests, tokens, order and
+// driver streams over Server-Sent Events and WebSocket, HTTP ingest and the
+// map page, in one non-blocking event loop. Plain C++ with no Postgres
+// header, like the listener's engine: the background worker (http.cpp) owns
+// the process, waits on a WaitEventSet that includes epoll_fd(), calls
+// run_once() and tick(), and answers the engine's few questions for the
+// database through HttpBackend.
 //
 // Fan-out: the engine follows each watched order once (an OrderChannel).
 // Positions come from the live state in shared memory, at most one per
 // notify_interval per order; status and near events from livetrack.events,
 // polled once per commit that published any. Each message is serialised
-// once per order and shared by every watcher's output queue; a watcher that
-// does not read loses stale positions (a newer one replaces the unsent one)
-// and never an event (past a limit it is cut off and resumes with
-// Last-Event-ID).
+// once per order (once for SSE, once as a WebSocket frame) and shared by
+// every watcher's output queue. Dispatch streams (driver boxes) are served
+// from the grid index tile by tile: each driver that moved is serialised
+// once per tick, and each box's message is put together from its tiles. A
+// watcher that does not read loses stale positions (a newer one replaces
+// the unsent one; a box gets a fresh snapshot instead) and never an event
+// (past a limit it is cut off and resumes with Last-Event-ID).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../core/area.hpp"
 #include "../core/counters.hpp"
 #include "../core/fix.hpp"
 #include "../core/key_store.hpp"
@@ -36,6 +41,7 @@ struct HttpConfig {
 	int max_connections = 10000;
 	Policy policy{AuthMode::LoopbackTrust, {30000, 600000}};
 	int64_t notify_interval_us = 1000000;
+	std::string map_tiles; // tile URL template for /map ("" = a plain background)
 };
 
 // An order as the database has it when a watcher arrives.
@@ -57,8 +63,8 @@ struct EventRow {
 	std::string type, status, target, payload;
 };
 
-// What the engine asks of the database. Every call may throw (a database
-// error): the engine then answers 503, or tries again later.
+// What the engine asks of the database and the installation. Every call
+// may throw (a database error): the engine then answers 503, or tries again.
 class HttpBackend {
 public:
 	virtual ~HttpBackend() = default;
@@ -69,13 +75,17 @@ public:
 	                          std::vector<EventRow> &out) = 0;
 	// Events with event_id > after, by event_id, at most `limit`.
 	virtual void events_after(uint64_t after, int limit, std::vector<EventRow> &out) = 0;
-	virtual std::string metrics() = 0;                // Prometheus text format
-	virtual bool healthy(std::string &detail) = 0;    // the workers serve
-	virtual std::string map_file(const std::string &name, std::string &content_type) = 0; // "" if none
+	virtual std::string metrics() = 0;             // Prometheus text format
+	virtual bool healthy(std::string &detail) = 0; // the workers serve
+	// A file of the map page ("map.html", "leaflet.js", "images/layers.png"...);
+	// false if there is none.
+	virtual bool map_file(const std::string &name, std::string &body, std::string &content_type) = 0;
 };
 
 struct HttpConn;
 struct OrderChannel;
+struct DriversSub;
+struct LoadReq;
 
 class HttpServer {
 public:
@@ -105,11 +115,12 @@ public:
 
 	// Does everything that is ready, without blocking.
 	void run_once();
-	// Timers: positions, heartbeats, timeouts. Call about every tick_ms().
+	// Timers: positions, driver boxes, heartbeats, timeouts. Call about
+	// every tick_ms().
 	void tick();
 	int tick_ms() const;
 	// Requests waiting for their fixes to commit (the flushers wake us then).
-	size_t awaiting_commit() const { return awaiting_commit_; }
+	size_t awaiting_commit() const { return committing_.size(); }
 	// True once after fixes were queued for the listener (set its latch).
 	bool take_listener_wake() {
 		bool w = wake_listener_;
@@ -121,8 +132,9 @@ public:
 	size_t streams() const { return nstreams_; }
 	size_t watched_orders() const { return channels_.size(); }
 
-	// Internal (used by file-local helpers).
+	// Internal, for the file's helpers.
 	void enqueue(HttpConn *c, std::shared_ptr<const std::string> msg, uint64_t key);
+	void ws_message(HttpConn *c, std::string_view text);
 
 private:
 	void accept_all(int lfd);
@@ -131,12 +143,15 @@ private:
 	void handle_request(HttpConn *c);
 	void respond(HttpConn *c, std::string bytes, bool keep_alive);
 	void fail(HttpConn *c, int status, const char *message, bool keep_alive);
+	void finish_deferred(HttpConn *c, std::string bytes, bool keep_alive);
 	void flush_out(HttpConn *c);
 	void update_events(HttpConn *c);
 	void close_conn(HttpConn *c);
 	void reap();
-	void finish_deferred(HttpConn *c, std::string bytes, bool keep_alive);
+	void start_stream(HttpConn *c, int sndbuf);
 	void end_stream(HttpConn *c, const char *event, const std::string &data, uint64_t id);
+	void send_to(HttpConn *c, const char *sse_event, uint64_t id, const std::string &json, uint64_t key);
+	bool has_unsent(HttpConn *c, uint64_t key) const;
 
 	void ingest(HttpConn *c, bool osmand);
 	void push_pending(HttpConn *c);
@@ -145,6 +160,14 @@ private:
 	void service_events();
 	void fan_out_event(OrderChannel &ch, const EventRow &ev);
 	void positions(int64_t now_us);
+	void watch_order(HttpConn *c, uint64_t order_id, const OrderRow &row, bool resume, uint64_t last_event_id,
+	                 const std::vector<EventRow> &missed);
+	void unwatch_order(HttpConn *c, uint64_t order_id);
+	void drivers_stream(HttpConn *c);
+	bool add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4], std::shared_ptr<const Area> area,
+	                     int64_t exp_s, std::string &error);
+	void drivers_tick(int64_t now_us);
+	void map_file(HttpConn *c, const std::string &name, bool keep);
 	void housekeeping(int64_t now_us);
 	void detach(HttpConn *c);
 
@@ -169,10 +192,18 @@ private:
 	bool events_dirty_ = true;
 	int64_t last_poll_us_ = 0;
 	int64_t last_housekeeping_us_ = 0;
+	int64_t last_drivers_us_ = 0;
 	std::unordered_map<uint64_t, std::unique_ptr<OrderChannel>> channels_;
-	std::vector<HttpConn *> loading_;   // waiting for load_orders
-	std::vector<HttpConn *> committing_; // waiting for their fixes to commit
-	size_t awaiting_commit_ = 0;
+	std::vector<LoadReq> loading_;        // orders waiting for load_orders
+	std::vector<HttpConn *> committing_;  // waiting for their fixes to commit
+	std::vector<DriversSub *> dsubs_;     // every driver box
+	// Per driver: the fix last sent to driver boxes, and when.
+	struct Sent {
+		int64_t ts_ms;
+		int64_t at_us;
+	};
+	std::unordered_map<uint64_t, Sent> drivers_sent_;
+	std::unordered_map<std::string, std::shared_ptr<const std::string>> files_; // the map page, as loaded
 	bool wake_listener_ = false;
 	std::vector<HttpConn *> graveyard_; // closed this round, freed at its end
 };

@@ -127,3 +127,29 @@ ingest = [
 ]
 for i, b in enumerate(ingest):
     write("fuzz_http_ingest", "b%d" % i, bytes([i * 5]) + b)
+
+# fuzz_ws: [chunk seed] + frames from a client
+def ws_frame(first, payload, mask=True):
+    n = len(payload)
+    f = bytes([first])
+    m = 0x80 if mask else 0
+    if n < 126:
+        f += bytes([m | n])
+    elif n < 65536:
+        f += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        f += bytes([m | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return f + payload
+    key = b"\x37\xfa\x21\x3d"
+    return f + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+for i, frames in enumerate([
+        ws_frame(0x81, b'{"op":"subscribe","order_id":1,"token":"x"}'),
+        ws_frame(0x01, b"Hel") + ws_frame(0x89, b"ping") + ws_frame(0x80, b"lo"),
+        ws_frame(0x88, b"\x03\xe8bye"),
+        ws_frame(0x81, b"x", mask=False),
+        ws_frame(0x81, "\u00e9\u20ac".encode()) + ws_frame(0x81, b"\xff"),
+        ws_frame(0x82, bytes(300)) + ws_frame(0x8a, b"")]):
+    write("fuzz_ws", "f%d" % i, bytes([i * 11]) + frames)

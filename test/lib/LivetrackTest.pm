@@ -17,7 +17,7 @@ use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node record frame json_line now_ms udp_send tcp_send tcp_connect read_acks read_line
   closed_by_peer stat_value stats wait_flushed worker_pid wait_serving flusher_of
-  http_request sse_open sse_events wait_http);
+  http_request sse_open sse_events wait_http ws_connect ws_send ws_frame ws_recv);
 
 $SIG{PIPE} = 'IGNORE';    # a closed device socket is an error to report, not a reason to die
 
@@ -302,5 +302,83 @@ sub worker_pid {
 	my ($node, $type) = @_;
 	return $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'livetrack $type'");
 }
+
+# A WebSocket client (RFC 6455) over a plain socket: ws_connect returns
+# ($socket, $status, $headers) after the opening handshake.
+sub ws_connect {
+	my ($port, $path, %headers) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 10)
+	  or die "ws connect: $!";
+	my %h = (Host => "127.0.0.1:$port", Upgrade => 'websocket', Connection => 'Upgrade',
+		'Sec-WebSocket-Key' => 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version' => 13, %headers);
+	syswrite($s, "GET $path HTTP/1.1\r\n" . join('', map { "$_: $h{$_}\r\n" } grep { defined $h{$_} } sort keys %h) . "\r\n");
+	my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time() + 10);
+	while (index($buf, "\r\n\r\n") < 0) {
+		my $left = $deadline - time();
+		last if $left <= 0 || !$sel->can_read($left);
+		last if !sysread($s, $buf, 1, length $buf); # byte by byte: frames may follow at once
+	}
+	my $r = _parse_response($buf);
+	$sse_buf{"$s"} = '';
+	return ($s, $r->{status}, $r->{headers});
+}
+
+# One frame as a client sends it: masked unless mask => 0.
+sub ws_frame {
+	my ($opcode, $payload, %o) = @_;
+	my $fin = $o{fin} // 1;
+	my $mask = $o{mask} // 1;
+	my $len = length $payload;
+	my $f = chr(($fin ? 0x80 : 0) | $opcode);
+	my $m = $mask ? 0x80 : 0;
+	if ($len < 126) { $f .= chr($m | $len); }
+	elsif ($len < 65536) { $f .= chr($m | 126) . pack('n', $len); }
+	else { $f .= chr($m | 127) . pack('Q>', $len); }
+	return $f . $payload unless $mask;
+	my $key = pack('N', int(rand(2**32)));
+	my @k = unpack('C4', $key);
+	my $i = 0;
+	return $f . $key . join('', map { chr(ord($_) ^ $k[ $i++ % 4 ]) } split //, $payload);
+}
+
+sub ws_send {
+	my ($s, $text) = @_;
+	syswrite($s, ws_frame(1, $text));
+}
+
+# Reads frames until $until->(\@frames) is true, the timeout passes, or the
+# connection closes. Returns (\@frames, $closed): each {opcode, payload,
+# json (text frames that are JSON), code (close frames)}. Pings are answered.
+sub ws_recv {
+	my ($s, $timeout, $until) = @_;
+	my (@frames, $closed);
+	my $sel = IO::Select->new($s);
+	my $deadline = time() + $timeout;
+	my $buf = \$sse_buf{"$s"};
+	while (1) {
+		while (length($$buf) >= 2) {
+			my ($b0, $b1) = unpack('C2', $$buf);
+			my ($len, $off) = ($b1 & 0x7f, 2);
+			if ($len == 126) { last if length($$buf) < 4; $len = unpack('n', substr($$buf, 2, 2)); $off = 4; }
+			elsif ($len == 127) { last if length($$buf) < 10; $len = unpack('Q>', substr($$buf, 2, 8)); $off = 10; }
+			last if length($$buf) < $off + $len;
+			my $payload = substr($$buf, $off, $len);
+			substr($$buf, 0, $off + $len, '');
+			my %f = (opcode => $b0 & 0x0f, payload => $payload);
+			$f{json} = eval { JSON::PP::decode_json($payload) } if $f{opcode} == 1;
+			$f{code} = length($payload) >= 2 ? unpack('n', $payload) : undef if $f{opcode} == 8;
+			syswrite($s, ws_frame(10, $payload)) if $f{opcode} == 9;
+			push @frames, \%f;
+		}
+		last if $until && $until->(\@frames);
+		my $left = $deadline - time();
+		last if $left <= 0;
+		next unless $sel->can_read($left);
+		my $got = sysread($s, $$buf, 65536, length $$buf);
+		if (!$got) { $closed = 1; last; }
+	}
+	return (\@frames, $closed);
+}
+
 
 1;
