@@ -20,6 +20,7 @@ lt::Ring<lt::Ping> lt_ring;
 lt::Ring<lt::Ping> lt_ingest;
 lt::LiveTable lt_live;
 lt::KeyStore lt_keys;
+lt::MovedFeed lt_moved;
 
 char *lt_database;
 char *lt_listen_addresses;
@@ -42,6 +43,7 @@ double lt_assign_radius_m;
 char *lt_http_listen_addresses;
 int lt_http_port;
 int lt_http_max_connections;
+int lt_http_workers;
 char *lt_map_tiles;
 
 static shmem_request_hook_type prev_shmem_request_hook;
@@ -56,8 +58,9 @@ static const struct config_enum_entry auth_options[] = {
 
 static Size align64(Size n) { return (n + 63) & ~Size(63); }
 
-// Layout of the segment: control | ring | ingest queue | live table | keys.
-static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_off, uint64 *keys_off) {
+// Layout of the segment: control | ring | ingest queue | live table | keys | moved feed.
+static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_off, uint64 *keys_off,
+                           uint64 *moved_off) {
 	Size off = align64(sizeof(LtControl));
 	*ring_off = off;
 	off = align64(off + lt::Ring<lt::Ping>::bytes_needed(uint64(lt_ring_size)));
@@ -67,21 +70,23 @@ static Size segment_layout(uint64 *ring_off, uint64 *ingest_off, uint64 *live_of
 	off = align64(off + lt::LiveTable::bytes_needed(uint32(lt_max_drivers)));
 	*keys_off = off;
 	off = align64(off + lt::KeyStore::bytes_needed(uint32(lt_max_keys)));
+	*moved_off = off;
+	off = align64(off + lt::MovedFeed::bytes_needed(kMovedFeedSize));
 	return off;
 }
 
 static void lt_shmem_request(void) {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	uint64 a, b, c, d;
-	RequestAddinShmemSpace(segment_layout(&a, &b, &c, &d));
+	uint64 a, b, c, d, e;
+	RequestAddinShmemSpace(segment_layout(&a, &b, &c, &d, &e));
 }
 
 static void lt_shmem_startup(void) {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	uint64 ring_off, ingest_off, live_off, keys_off;
-	Size size = segment_layout(&ring_off, &ingest_off, &live_off, &keys_off);
+	uint64 ring_off, ingest_off, live_off, keys_off, moved_off;
+	Size size = segment_layout(&ring_off, &ingest_off, &live_off, &keys_off, &moved_off);
 	bool found;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	char *base = static_cast<char *>(ShmemInitStruct("livetrack", size, &found));
@@ -91,7 +96,8 @@ static void lt_shmem_startup(void) {
 		auto *ctl = reinterpret_cast<LtControl *>(base);
 		memset(ctl, 0, sizeof *ctl);
 		ctl->listener_procno = -1;
-		ctl->http_procno = -1;
+		for (LtHttpSlot &h : ctl->http)
+			h.procno = -1;
 		for (int32 &p : ctl->flusher_procno)
 			p = -1;
 		lt::consumer_group_init(ctl->flushers, uint32(lt_flushers), 0);
@@ -101,10 +107,12 @@ static void lt_shmem_startup(void) {
 		ctl->ingest_offset = ingest_off;
 		ctl->live_offset = live_off;
 		ctl->keys_offset = keys_off;
+		ctl->moved_offset = moved_off;
 		lt::Ring<lt::Ping>::format(base + ring_off, uint64(lt_ring_size));
 		lt::Ring<lt::Ping>::format(base + ingest_off, kIngestQueueSize);
 		lt::LiveTable::format(base + live_off, uint32(lt_max_drivers));
 		lt::KeyStore::format(base + keys_off, uint32(lt_max_keys));
+		lt::MovedFeed::format(base + moved_off, kMovedFeedSize);
 	}
 	LWLockRelease(AddinShmemInitLock);
 	lt_ctl = reinterpret_cast<LtControl *>(base);
@@ -112,6 +120,7 @@ static void lt_shmem_startup(void) {
 	lt_ingest.attach(base + lt_ctl->ingest_offset);
 	lt_live.attach(base + lt_ctl->live_offset);
 	lt_keys.attach(base + lt_ctl->keys_offset);
+	lt_moved.attach(base + lt_ctl->moved_offset);
 }
 
 void lt_require_shared(void) {
@@ -136,8 +145,9 @@ Latch *lt_latch_of(int32 procno) {
 }
 
 void lt_wake_http(void) {
-	if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->http_procno)))
-		SetLatch(l);
+	for (LtHttpSlot &h : lt_ctl->http)
+		if (Latch *l = lt_latch_of(lt::load_relaxed(h.procno)))
+			SetLatch(l);
 }
 
 void lt_wake_flushers(void) {
@@ -171,6 +181,10 @@ static void define_server_settings(void) {
 	                           &lt_http_listen_addresses, "127.0.0.1", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("livetrack.http_port", "HTTP port for apps, browsers and phones (0: off).", NULL,
 	                        &lt_http_port, 5481, 0, 65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.http_workers", "HTTP worker processes sharing the HTTP port.",
+	                        "The kernel spreads new connections over them (SO_REUSEPORT): more cores for "
+	                        "streams, and more open files than one process may have.",
+	                        &lt_http_workers, 1, 1, kMaxHttpWorkers, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
 static void define_settings(void) {
@@ -247,6 +261,12 @@ void _PG_init(void) {
 		snprintf(name, sizeof name, "livetrack flusher %d", i + 1);
 		register_worker(name, "livetrack_flusher_main", i);
 	}
-	if (lt_http_port != 0)
-		register_worker("livetrack http", "livetrack_http_main");
+	for (int i = 0; lt_http_port != 0 && i < lt_http_workers; i++) {
+		char name[BGW_MAXLEN];
+		if (lt_http_workers == 1)
+			strlcpy(name, "livetrack http", sizeof name);
+		else
+			snprintf(name, sizeof name, "livetrack http %d", i + 1);
+		register_worker(name, "livetrack_http_main", i);
+	}
 }

@@ -7,6 +7,7 @@
 #include "../core/histogram.hpp"
 #include "../core/key_store.hpp"
 #include "../core/live_table.hpp"
+#include "../core/moved_feed.hpp"
 #include "../core/ring.hpp"
 #include "pg.hpp"
 
@@ -22,6 +23,22 @@ enum LtListenerState : uint32_t {
 	LT_LISTENER_REBUILDING = 2, // loading the live state from history
 	LT_LISTENER_SERVING = 3,
 	LT_LISTENER_STOPPING = 4, // told to stop: takes no more input, waits for the flushers to commit the ring
+};
+
+// One HTTP worker's part of the control block.
+constexpr int kMaxHttpWorkers = 16;
+struct LtHttpSlot {
+	int32 procno;              // -1 when not running
+	uint32 state;              // LtListenerState values: SERVING once its port is open
+	uint32 awaits_commit;      // HTTP ingest requests wait for the watermark: flushers wake it
+	uint32 pad;
+	lt::Counters records;      // received and rejected records of HTTP ingest
+	lt::HttpCounters counters;
+	lt::Counters records_base; // livetrack.reset_stats()
+	lt::HttpCounters counters_base;
+	uint64 connections;        // gauges
+	uint64 streams;
+	uint64 watched_orders;
 };
 
 // The control block at the start of the segment. Plain data only: positions
@@ -66,10 +83,9 @@ struct LtControl {
 	// flusher that sees it move reloads the orders it follows.
 	uint64 orders_gen;
 
-	// The HTTP edge (worker/http.cpp).
-	int32 http_procno;  // -1 when not running
-	uint32 http_state;  // LtListenerState values: SERVING once its port is open
-	uint32 http_awaits_commit; // HTTP ingest requests wait for the watermark: flushers wake it
+	// The HTTP edge: livetrack.http_workers workers (worker/http.cpp), each
+	// with its own slot (one writer each; livetrack.stats adds them up).
+	LtHttpSlot http[kMaxHttpWorkers];
 	uint64 events_gen;  // bumped when a transaction that published order events commits
 	uint64 tokens_gen;  // bumped when rotate_token_secret() commits
 	// The ring's head after the listener last moved records from the ingest
@@ -77,18 +93,12 @@ struct LtControl {
 	// the ingest queue's tail pass its record knows the record's ring
 	// position is below this (HTTP ingest answers after that commits).
 	uint64 ingest_ring_mark;
-	lt::Counters http_records;  // received and rejected records of HTTP ingest (HTTP worker)
-	lt::HttpCounters http;      // HTTP worker
-	lt::Counters http_records_base;
-	lt::HttpCounters http_base;
-	uint64 http_connections;    // gauges, HTTP worker
-	uint64 http_streams;
-	uint64 http_watched_orders;
 
 	uint64 ring_offset; // from the start of this struct
 	uint64 ingest_offset;
 	uint64 live_offset;
 	uint64 keys_offset;
+	uint64 moved_offset;
 };
 static_assert(std::is_trivially_copyable_v<LtControl>);
 static_assert(std::is_trivially_default_constructible_v<lt::Ring<lt::Ping>>);
@@ -101,6 +111,7 @@ extern lt::Ring<lt::Ping> lt_ring;   // listener -> flushers
 extern lt::Ring<lt::Ping> lt_ingest; // ingest() backends -> listener
 extern lt::LiveTable lt_live;
 extern lt::KeyStore lt_keys;         // signing keys (SPEC 2.3)
+extern lt::MovedFeed lt_moved;       // listener -> HTTP workers: drivers that moved
 
 // Settings (SPEC 5).
 extern char *lt_database;
@@ -124,6 +135,7 @@ extern double lt_assign_radius_m;
 extern char *lt_http_listen_addresses;
 extern int lt_http_port;
 extern int lt_http_max_connections;
+extern int lt_http_workers;
 extern char *lt_map_tiles;
 
 // The extension version these workers and functions were built for; the
@@ -131,6 +143,7 @@ extern char *lt_map_tiles;
 #define LT_EXTENSION_VERSION "0.2.0"
 
 constexpr uint64 kIngestQueueSize = 65536;
+constexpr uint64 kMovedFeedSize = 1 << 20; // 4 MB: 40 s of moves at 25,000 fixes/s
 
 // Errors out unless livetrack was preloaded (so the workers and memory exist).
 void lt_require_shared(void);

@@ -1,5 +1,7 @@
 // livetrack.stats: counters and gauges as (metric, value) rows, and
 // livetrack.reset_stats(). The HTTP worker's /metrics reads the same list.
+#include <algorithm>
+
 #include "shared.hpp"
 
 extern "C" {
@@ -9,30 +11,43 @@ extern "C" {
 void lt_stats_collect(LtStatFn put, void *arg) {
 	const LtControl *ctl = lt_ctl;
 	const lt::Counters &c = ctl->counters, &base = ctl->counters_base;
-	const lt::Counters &h = ctl->http_records, &hbase = ctl->http_records_base;
 	// Counters only grow, from their value at the last reset.
 	auto since_reset = [](uint64 now, uint64 then) { return now > then ? now - then : 0; };
 	// Records are counted by whichever worker took them: the listener
-	// (UDP, TCP, MQTT, ingest()) or the HTTP worker.
-#define LT_PUT(name)                                                                                 \
-	put(arg, #name,                                                                                  \
-	    since_reset(lt::load_relaxed(c.name), lt::load_relaxed(base.name)) +                         \
-	        since_reset(lt::load_relaxed(h.name), lt::load_relaxed(hbase.name)),                     \
-	    true);
+	// (UDP, TCP, MQTT, ingest()) or an HTTP worker.
+	uint64 v;
+#define LT_PUT(name)                                                                                  \
+	v = since_reset(lt::load_relaxed(c.name), lt::load_relaxed(base.name));                           \
+	for (int i = 0; i < kMaxHttpWorkers; i++)                                                         \
+		v += since_reset(lt::load_relaxed(ctl->http[i].records.name), lt::load_relaxed(ctl->http[i].records_base.name)); \
+	put(arg, #name, v, true);
 	LT_COUNTERS(LT_PUT)
 #undef LT_PUT
-#define LT_PUT(name) put(arg, #name, since_reset(lt::load_relaxed(ctl->http.name), lt::load_relaxed(ctl->http_base.name)), true);
+#define LT_PUT(name)                                                                                  \
+	v = 0;                                                                                            \
+	for (int i = 0; i < kMaxHttpWorkers; i++)                                                         \
+		v += since_reset(lt::load_relaxed(ctl->http[i].counters.name), lt::load_relaxed(ctl->http[i].counters_base.name)); \
+	put(arg, #name, v, true);
 	LT_HTTP_COUNTERS(LT_PUT)
 #undef LT_PUT
+	uint64 conns = 0, streams = 0, watched = 0;
+	uint32 http_state = lt_http_port != 0 && lt_http_workers > 0 ? LT_LISTENER_SERVING : LT_LISTENER_DOWN;
+	for (int i = 0; i < kMaxHttpWorkers; i++) {
+		conns += lt::load_relaxed(ctl->http[i].connections);
+		streams += lt::load_relaxed(ctl->http[i].streams);
+		watched += lt::load_relaxed(ctl->http[i].watched_orders);
+		if (i < lt_http_workers && lt_http_port != 0)
+			http_state = std::min(http_state, lt::load_relaxed(ctl->http[i].state)); // serving when all of them are
+	}
 	put(arg, "live_drivers", lt_live.size(), false);
 	put(arg, "live_capacity", lt_live.capacity(), false);
 	put(arg, "ring_used", lt_ring.size(), false);
 	put(arg, "ring_capacity", lt_ring.capacity(), false);
 	put(arg, "ingest_queue_used", lt_ingest.size(), false);
 	put(arg, "tcp_connections", lt::load_relaxed(ctl->tcp_connections), false);
-	put(arg, "http_connections", lt::load_relaxed(ctl->http_connections), false);
-	put(arg, "http_streams", lt::load_relaxed(ctl->http_streams), false);
-	put(arg, "http_watched_orders", lt::load_relaxed(ctl->http_watched_orders), false);
+	put(arg, "http_connections", conns, false);
+	put(arg, "http_streams", streams, false);
+	put(arg, "http_watched_orders", watched, false); // an order watched through two workers counts twice
 	put(arg, "flush_latency_p50_us", ctl->flush_latency_us.quantile(0.50, &ctl->flush_latency_base), false);
 	put(arg, "flush_latency_p99_us", ctl->flush_latency_us.quantile(0.99, &ctl->flush_latency_base), false);
 	put(arg, "visible_latency_p50_us", ctl->visible_latency_us.quantile(0.50, &ctl->visible_latency_base), false);
@@ -44,7 +59,7 @@ void lt_stats_collect(LtStatFn put, void *arg) {
 	put(arg, "grid_rebuilds", lt_live.grid().rebuilds(), false);
 	put(arg, "signing_keys", lt_keys.size(), false);
 	put(arg, "listener_state", lt::load_relaxed(ctl->listener_state), false);
-	put(arg, "http_state", lt::load_relaxed(ctl->http_state), false);
+	put(arg, "http_state", http_state, false);
 }
 
 static void put_row(void *arg, const char *metric, uint64 value, bool) {
@@ -65,14 +80,18 @@ LT_FUNCTION(livetrack_stats_rows) {
 LT_FUNCTION(livetrack_reset_stats) {
 	lt_require_shared();
 	LtControl *ctl = lt_ctl;
-#define LT_COPY(name)                                                                         \
-	lt::store_relaxed(ctl->counters_base.name, lt::load_relaxed(ctl->counters.name));         \
-	lt::store_relaxed(ctl->http_records_base.name, lt::load_relaxed(ctl->http_records.name));
+#define LT_COPY(name) lt::store_relaxed(ctl->counters_base.name, lt::load_relaxed(ctl->counters.name));
 	LT_COUNTERS(LT_COPY)
 #undef LT_COPY
-#define LT_COPY(name) lt::store_relaxed(ctl->http_base.name, lt::load_relaxed(ctl->http.name));
-	LT_HTTP_COUNTERS(LT_COPY)
+	for (int i = 0; i < kMaxHttpWorkers; i++) {
+		LtHttpSlot &h = ctl->http[i];
+#define LT_COPY(name) lt::store_relaxed(h.records_base.name, lt::load_relaxed(h.records.name));
+		LT_COUNTERS(LT_COPY)
 #undef LT_COPY
+#define LT_COPY(name) lt::store_relaxed(h.counters_base.name, lt::load_relaxed(h.counters.name));
+		LT_HTTP_COUNTERS(LT_COPY)
+#undef LT_COPY
+	}
 	ctl->flush_latency_us.copy_to(ctl->flush_latency_base);
 	ctl->visible_latency_us.copy_to(ctl->visible_latency_base);
 	PG_RETURN_VOID();

@@ -109,8 +109,11 @@ void publish(const Committed &c) {
 		// ACKs can go out now, and paused connections may read again.
 		if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->listener_procno)))
 			SetLatch(l);
-		if (lt::load_relaxed(ctl->http_awaits_commit))
-			lt_wake_http(); // HTTP ingest answers after commit too
+		for (LtHttpSlot &h : ctl->http)
+			if (lt::load_relaxed(h.awaits_commit)) {
+				lt_wake_http(); // HTTP ingest answers after commit too
+				break;
+			}
 
 	}
 }

@@ -281,7 +281,9 @@ lt::HttpConfig http_config(void) {
 		start = comma + 1;
 	}
 	cfg.port = lt_http_port;
-	cfg.max_connections = lt_http_max_connections;
+	// Each worker takes its share: the kernel spreads connections evenly.
+	cfg.max_connections = (lt_http_max_connections + lt_http_workers - 1) / lt_http_workers;
+	cfg.reuse_port = lt_http_workers > 1;
 	cfg.policy.auth = lt::AuthMode(lt_auth);
 	cfg.policy.clock = lt::ClockLimits{lt_max_future_ms, lt_max_late_ms};
 	cfg.notify_interval_us = int64(lt_notify_interval_ms) * 1000;
@@ -329,43 +331,47 @@ void raise_open_files(void) {
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			ereport(LOG, (errmsg("livetrack http: could not raise the open files limit: %m")));
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rlim_t(lt_http_max_connections) + 64)
-		ereport(LOG, (errmsg("livetrack http: the open files limit (%llu) is below livetrack.http_max_connections "
-		                     "(%d); raise LimitNOFILE / ulimit -n",
-		                     (unsigned long long)rl.rlim_cur, lt_http_max_connections)));
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur * rlim_t(lt_http_workers) < rlim_t(lt_http_max_connections) + 64)
+		ereport(LOG, (errmsg("livetrack http: the open files limit (%llu) times livetrack.http_workers (%d) is below "
+		                     "livetrack.http_max_connections (%d); raise LimitNOFILE / ulimit -Hn, or "
+		                     "livetrack.http_workers",
+		                     (unsigned long long)rl.rlim_cur, lt_http_workers, lt_http_max_connections)));
 }
 
+LtHttpSlot *me; // this worker's slot of the control block
+
 void http_exit(int, Datum) {
-	lt::store_release(lt_ctl->http_state, uint32(LT_LISTENER_DOWN));
-	lt::store_release(lt_ctl->http_procno, int32(-1));
-	lt::store_relaxed(lt_ctl->http_awaits_commit, uint32(0));
-	lt::store_relaxed(lt_ctl->http_connections, uint64(0));
-	lt::store_relaxed(lt_ctl->http_streams, uint64(0));
-	lt::store_relaxed(lt_ctl->http_watched_orders, uint64(0));
+	lt::store_release(me->state, uint32(LT_LISTENER_DOWN));
+	lt::store_release(me->procno, int32(-1));
+	lt::store_relaxed(me->awaits_commit, uint32(0));
+	lt::store_relaxed(me->connections, uint64(0));
+	lt::store_relaxed(me->streams, uint64(0));
+	lt::store_relaxed(me->watched_orders, uint64(0));
 }
 
 void publish_gauges(void) {
-	LtControl *ctl = lt_ctl;
-	lt::store_relaxed(ctl->http_connections, uint64(server->connections()));
-	lt::store_relaxed(ctl->http_streams, uint64(server->streams()));
-	lt::store_relaxed(ctl->http_watched_orders, uint64(server->watched_orders()));
-	lt::store_relaxed(ctl->http_awaits_commit, uint32(server->awaiting_commit() > 0));
+	lt::store_relaxed(me->connections, uint64(server->connections()));
+	lt::store_relaxed(me->streams, uint64(server->streams()));
+	lt::store_relaxed(me->watched_orders, uint64(server->watched_orders()));
+	lt::store_relaxed(me->awaits_commit, uint32(server->awaiting_commit() > 0));
 	if (server->take_listener_wake())
-		if (Latch *l = lt_latch_of(lt::load_relaxed(ctl->listener_procno)))
+		if (Latch *l = lt_latch_of(lt::load_relaxed(lt_ctl->listener_procno)))
 			SetLatch(l);
 }
 
 } // namespace
 
-void livetrack_http_main(Datum) {
+void livetrack_http_main(Datum arg) {
+	me = &lt_ctl->http[DatumGetInt32(arg)];
 	lt_worker_start();
 	raise_open_files();
-	lt::store_release(lt_ctl->http_procno, int32(MyProc->pgprocno));
+	lt::store_release(me->procno, int32(MyProc->pgprocno));
 	before_shmem_exit(http_exit, 0);
 	engine_call("setup", [] {
 		backend = new Backend;
 		server = new lt::HttpServer(*backend, lt_ring, lt_ingest, &lt_ctl->ingest_ring_mark, lt_live, &lt_keys,
-		                            lt_ctl->http, lt_ctl->http_records);
+		                            &lt_moved, me->counters, me->records);
 	});
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack http", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;
@@ -415,7 +421,7 @@ void livetrack_http_main(Datum) {
 			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 			AddWaitEventToSet(set, WL_SOCKET_READABLE, server->epoll_fd(), NULL, NULL);
-			lt::store_release(lt_ctl->http_state, uint32(LT_LISTENER_SERVING));
+			lt::store_release(me->state, uint32(LT_LISTENER_SERVING));
 			ereport(LOG, (errmsg("livetrack http: serving port %d on %s", lt_http_port, lt_http_listen_addresses)));
 		}
 
@@ -452,7 +458,7 @@ void livetrack_http_main(Datum) {
 				engine_call("close", [] { server->close_all(); });
 				FreeWaitEventSet(set);
 				set = NULL;
-				lt::store_release(lt_ctl->http_state, uint32(LT_LISTENER_WAITING));
+				lt::store_release(me->state, uint32(LT_LISTENER_WAITING));
 			}
 		}
 		MemoryContextReset(loop_ctx);

@@ -40,7 +40,6 @@ constexpr int64_t kStalledUs = 60 * 1000000;       // a stream that took nothing
 constexpr int64_t kCommitTimeoutUs = 30 * 1000000; // HTTP ingest waiting for its commit
 constexpr int64_t kEventPollUs = 1000000;          // poll events at least this often (a missed wake-up)
 constexpr int64_t kLingerUs = 2 * 1000000;         // reading what a client sends after our last answer
-constexpr int64_t kDriversTickUs = 100000;         // driver boxes are brought up to date this often
 constexpr int64_t kBoxMaxAgeMs = 60000;            // a box's snapshot: drivers with a fix this recent
 constexpr int kTickMs = 25;
 constexpr int kOrderSndBuf = 32 * 1024;            // the kernel doubles these
@@ -239,9 +238,13 @@ struct OrderChannel {
 };
 
 HttpServer::HttpServer(HttpBackend &db, Ring<Ping> &ring, Ring<Ping> &ingest, const uint64_t *ingest_mark,
-                       LiveTable &live, KeyStore *keys, HttpCounters &counters, Counters &records)
-    : db_(db), ring_(ring), ingest_(ingest), ingest_mark_(ingest_mark), live_(live), keys_(keys), hc_(counters),
-      rc_(records) {}
+                       LiveTable &live, KeyStore *keys, const MovedFeed *moved, HttpCounters &counters,
+                       Counters &records)
+    : db_(db), ring_(ring), ingest_(ingest), ingest_mark_(ingest_mark), live_(live), keys_(keys), moved_(moved),
+      hc_(counters), rc_(records) {
+	if (moved_)
+		moved_pos_ = moved_->head();
+}
 
 HttpServer::~HttpServer() { close_all(); }
 
@@ -278,6 +281,11 @@ bool HttpServer::open(const HttpConfig &cfg, std::string &err) {
 			if (fd < 0)
 				continue;
 			set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+			// Several HTTP workers share the port; the kernel spreads new
+			// connections over their listening sockets. Only then: with it, a
+			// second server on the same port would share it silently.
+			if (cfg.reuse_port)
+				set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
 			if (ai->ai_family == AF_INET6)
 				set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
 			if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
@@ -1355,7 +1363,9 @@ void HttpServer::positions(int64_t now) {
 		}
 		if (v.ts_ms > ch.last_fix_ts)
 			ch.last_fix_ts = v.ts_ms;
-		if (ch.last_fix_ts <= ch.sent_fix_ts || now - ch.last_sent_us < cfg_.notify_interval_us)
+		// At most one per notify_interval, of the clock or of the fixes' time.
+		if (ch.last_fix_ts <= ch.sent_fix_ts || (now - ch.last_sent_us < cfg_.notify_interval_us &&
+		                                         (ch.last_fix_ts - ch.sent_fix_ts) * 1000 < cfg_.notify_interval_us))
 			continue;
 		OrderWatch w{};
 		w.driver_id = ch.driver_id;
@@ -1450,15 +1460,30 @@ bool HttpServer::add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4],
 	return true;
 }
 
-// Every kDriversTickUs: the drivers that moved, tile by tile, serialised
-// once, and one message per box put together from its tiles. A driver goes
-// out at most once per notify_interval. A box whose last message is still
-// unsent gets, once it has room again, a snapshot of the whole box instead
-// of what it missed.
+// Every tick: the drivers that moved (the listener's feed of moved
+// entries), grouped by 1/32-degree tile, each serialised once, and one
+// message per box put together from the tiles it covers, filtered by the
+// box and the token's area. A driver goes out at most once per
+// notify_interval (of the clock, or of its fixes' own time); one held back
+// is looked at again next tick. A box whose last message is still unsent
+// gets, once it has room, a snapshot of the whole box from the grid index
+// instead of what it missed; so does every box if the feed ran past us.
 void HttpServer::drivers_tick(int64_t now) {
-	if (dsubs_.empty())
+	if (dsubs_.empty() || moved_ == nullptr) {
+		if (moved_)
+			moved_pos_ = moved_->head(); // nobody follows boxes: what came is of no use
+		held_back_.clear();
 		return;
+	}
 	int64_t now_ms = now_us() / 1000;
+	std::vector<uint32_t> entries;
+	entries.swap(held_back_);
+	if (!moved_->read(moved_pos_, [&](uint32_t e) { entries.push_back(e); }))
+		for (DriversSub *s : dsubs_)
+			s->needs_snapshot = true;
+	std::sort(entries.begin(), entries.end());
+	entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+
 	struct Item {
 		double lat, lon;
 		std::string json;
@@ -1468,40 +1493,39 @@ void HttpServer::drivers_tick(int64_t now) {
 		std::string all; // every item, comma-separated
 		Box bounds;
 	};
-	auto tile_key = [](int64_t ty, int64_t tx) { return uint64_t(ty + 100000) << 32 | uint64_t(tx + 100000); };
 	std::unordered_map<uint64_t, Tile> tiles;
+	uint32_t live_n = live_.size();
+	LiveView v;
+	for (uint32_t e : entries) {
+		if (e >= live_n)
+			continue;
+		live_.read(e, v);
+		if (v.driver_id == 0)
+			continue;
+		Sent &s = drivers_sent_[v.driver_id];
+		if (v.ts_ms <= s.ts_ms)
+			continue;
+		if (now - s.at_us < cfg_.notify_interval_us && (v.ts_ms - s.ts_ms) * 1000 < cfg_.notify_interval_us) {
+			held_back_.push_back(e);
+			continue;
+		}
+		s.ts_ms = v.ts_ms;
+		s.at_us = now;
+		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+		int64_t ty = int64_t(std::floor(lat * kTilesPerDegree)), tx = int64_t(std::floor(lon * kTilesPerDegree));
+		Tile &t = tiles[uint64_t(ty + 100000) << 32 | uint64_t(tx + 100000)];
+		if (t.items.empty())
+			t.bounds = Box{tx / kTilesPerDegree, ty / kTilesPerDegree, (tx + 1) / kTilesPerDegree, (ty + 1) / kTilesPerDegree};
+		t.items.push_back(Item{lat, lon, driver_json(v)});
+	}
+	for (auto &kv : tiles)
+		for (const Item &i : kv.second.items) {
+			if (!kv.second.all.empty())
+				kv.second.all += ',';
+			kv.second.all += i.json;
+		}
+
 	std::vector<LiveView> views;
-	auto load_tile = [&](int64_t ty, int64_t tx) -> Tile & {
-		uint64_t k = tile_key(ty, tx);
-		auto it = tiles.find(k);
-		if (it != tiles.end())
-			return it->second;
-		Tile &t = tiles[k];
-		t.bounds = Box{tx / kTilesPerDegree, ty / kTilesPerDegree, (tx + 1) / kTilesPerDegree, (ty + 1) / kTilesPerDegree};
-		// From the grid index: the tile's cells, drivers with a recent fix.
-		live_.grid().within_box(live_, t.bounds.min_lat, t.bounds.max_lat, t.bounds.min_lon, t.bounds.max_lon,
-		                        now_ms - 2000, views);
-		for (const LiveView &v : views) {
-			double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
-			// Tiles share their edges: a driver on one belongs to the lower tile.
-			if (lat >= t.bounds.max_lat && ty + 1 < int64_t(90 * kTilesPerDegree))
-				continue;
-			if (lon >= t.bounds.max_lon && tx + 1 < int64_t(180 * kTilesPerDegree))
-				continue;
-			Sent &s = drivers_sent_[v.driver_id];
-			if (v.ts_ms <= s.ts_ms || now - s.at_us < cfg_.notify_interval_us)
-				continue;
-			s.ts_ms = v.ts_ms;
-			s.at_us = now;
-			t.items.push_back(Item{lat, lon, driver_json(v)});
-		}
-		for (const Item &i : t.items) {
-			if (!t.all.empty())
-				t.all += ',';
-			t.all += i.json;
-		}
-		return t;
-	};
 	std::vector<DriversSub *> subs = dsubs_;
 	for (DriversSub *s : subs) {
 		HttpConn *c = s->c;
@@ -1521,34 +1545,30 @@ void HttpServer::drivers_tick(int64_t now) {
 		};
 		bool snapshot = s->needs_snapshot;
 		if (snapshot) {
+			// From the grid index: the box's cells, drivers with a fix in the last minute.
 			live_.grid().within_box(live_, s->box.min_lat, s->box.max_lat, s->box.min_lon, s->box.max_lon,
 			                        now_ms - kBoxMaxAgeMs, views);
-			for (const LiveView &v : views)
-				if (!s->area || s->area->contains(v.lat_e7 / 1e7, v.lon_e7 / 1e7))
-					add(driver_json(v));
+			for (const LiveView &x : views)
+				if (!s->area || s->area->contains(x.lat_e7 / 1e7, x.lon_e7 / 1e7))
+					add(driver_json(x));
 		} else {
-			int64_t ty0 = int64_t(std::floor(s->box.min_lat * kTilesPerDegree));
-			int64_t ty1 = int64_t(std::floor(s->box.max_lat * kTilesPerDegree));
-			int64_t tx0 = int64_t(std::floor(s->box.min_lon * kTilesPerDegree));
-			int64_t tx1 = int64_t(std::floor(s->box.max_lon * kTilesPerDegree));
-			for (int64_t ty = ty0; ty <= ty1; ty++)
-				for (int64_t tx = tx0; tx <= tx1; tx++) {
-					Tile &t = load_tile(ty, tx);
-					if (t.items.empty())
-						continue;
-					bool whole = !s->area && s->box.min_lat <= t.bounds.min_lat && s->box.max_lat >= t.bounds.max_lat &&
-					             s->box.min_lon <= t.bounds.min_lon && s->box.max_lon >= t.bounds.max_lon;
-					if (whole) {
-						if (!body.empty())
-							body += ',';
-						body += t.all;
-						count += t.items.size();
-						continue;
-					}
-					for (const Item &i : t.items)
-						if (s->box.contains(i.lat, i.lon) && (!s->area || s->area->contains(i.lat, i.lon)))
-							add(i.json);
+			for (auto &kv : tiles) {
+				const Tile &t = kv.second;
+				if (!s->box.intersects(t.bounds))
+					continue;
+				bool whole = !s->area && s->box.min_lat <= t.bounds.min_lat && s->box.max_lat >= t.bounds.max_lat &&
+				             s->box.min_lon <= t.bounds.min_lon && s->box.max_lon >= t.bounds.max_lon;
+				if (whole) {
+					if (!body.empty())
+						body += ',';
+					body += t.all;
+					count += t.items.size();
+					continue;
 				}
+				for (const Item &i : t.items)
+					if (s->box.contains(i.lat, i.lon) && (!s->area || s->area->contains(i.lat, i.lon)))
+						add(i.json);
+			}
 		}
 		if (count == 0 && !snapshot)
 			continue;
@@ -1571,10 +1591,7 @@ void HttpServer::tick() {
 		return;
 	int64_t now = mono_us();
 	positions(now);
-	if (now - last_drivers_us_ >= kDriversTickUs) {
-		last_drivers_us_ = now;
-		drivers_tick(now);
-	}
+	drivers_tick(now);
 	if (!committing_.empty())
 		service_commits();
 	if (now - last_housekeeping_us_ >= 1000000) {

@@ -11,9 +11,10 @@
 // notify_interval per order; status and near events from livetrack.events,
 // polled once per commit that published any. Each message is serialised
 // once per order (once for SSE, once as a WebSocket frame) and shared by
-// every watcher's output queue. Dispatch streams (driver boxes) are served
-// from the grid index tile by tile: each driver that moved is serialised
-// once per tick, and each box's message is put together from its tiles. A
+// every watcher's output queue. Dispatch streams (driver boxes) follow the
+// listener's feed of drivers that moved: each is serialised once per tick,
+// grouped by tile, and each box's message is put together from the tiles it
+// covers; a box's snapshot comes from the grid index. A
 // watcher that does not read loses stale positions (a newer one replaces
 // the unsent one; a box gets a fresh snapshot instead) and never an event
 // (past a limit it is cut off and resumes with Last-Event-ID).
@@ -31,6 +32,7 @@
 #include "../core/key_store.hpp"
 #include "../core/live_table.hpp"
 #include "../core/message.hpp"
+#include "../core/moved_feed.hpp"
 #include "../core/ring.hpp"
 
 namespace lt {
@@ -42,6 +44,7 @@ struct HttpConfig {
 	Policy policy{AuthMode::LoopbackTrust, {30000, 600000}};
 	int64_t notify_interval_us = 1000000;
 	std::string map_tiles; // tile URL template for /map ("" = a plain background)
+	bool reuse_port = false; // several workers share the port (SO_REUSEPORT)
 };
 
 // An order as the database has it when a watcher arrives.
@@ -93,7 +96,7 @@ public:
 	// where the listener publishes the ring head after moving ingest records
 	// (LtControl::ingest_ring_mark); counters and records are this worker's.
 	HttpServer(HttpBackend &db, Ring<Ping> &ring, Ring<Ping> &ingest, const uint64_t *ingest_mark, LiveTable &live,
-	           KeyStore *keys, HttpCounters &counters, Counters &records);
+	           KeyStore *keys, const MovedFeed *moved, HttpCounters &counters, Counters &records);
 	~HttpServer();
 	HttpServer(const HttpServer &) = delete;
 	HttpServer &operator=(const HttpServer &) = delete;
@@ -177,6 +180,9 @@ private:
 	const uint64_t *ingest_mark_;
 	LiveTable &live_;
 	KeyStore *keys_;
+	const MovedFeed *moved_;
+	uint64_t moved_pos_ = 0;
+	std::vector<uint32_t> held_back_; // moved drivers the interval held back: looked at again next tick
 	HttpCounters &hc_;
 	Counters &rc_;
 	HttpConfig cfg_;
@@ -192,7 +198,6 @@ private:
 	bool events_dirty_ = true;
 	int64_t last_poll_us_ = 0;
 	int64_t last_housekeeping_us_ = 0;
-	int64_t last_drivers_us_ = 0;
 	std::unordered_map<uint64_t, std::unique_ptr<OrderChannel>> channels_;
 	std::vector<LoadReq> loading_;        // orders waiting for load_orders
 	std::vector<HttpConn *> committing_;  // waiting for their fixes to commit

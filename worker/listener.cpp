@@ -312,6 +312,7 @@ void livetrack_listener_main(Datum) {
 		engine = new lt::ListenerEngine(lt_ring, lt_ingest, lt_live, lt_ctl->counters, &lt_ctl->visible_latency_us);
 		engine->set_keys(&lt_keys);
 		engine->set_ingest_mark(&lt_ctl->ingest_ring_mark);
+		engine->set_moved_feed(&lt_moved);
 	});
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;

@@ -193,8 +193,12 @@ void ListenerEngine::accept_fix(const Fix &f, int64_t received_us) {
 	p.received_us = received_us;
 	uint8_t status = 0;
 	bool reg = false;
-	switch (live_.apply(f, received_us, &status, &reg)) {
-	case Applied::Moved: break;
+	uint32_t index = kNoEntry;
+	switch (live_.apply(f, received_us, &status, &reg, &index)) {
+	case Applied::Moved:
+		if (moved_)
+			moved_->push(index); // for the HTTP workers' driver boxes
+		break;
 	case Applied::Late:
 		p.flags |= kPingLate;
 		bump(c_.late_records);

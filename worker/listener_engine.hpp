@@ -19,6 +19,7 @@
 #include "../core/histogram.hpp"
 #include "../core/live_table.hpp"
 #include "../core/message.hpp"
+#include "../core/moved_feed.hpp"
 #include "../core/ring.hpp"
 
 namespace lt {
@@ -57,6 +58,8 @@ public:
 	// Where to publish the ring's head each time ingest records have been
 	// moved onto the ring, before they are released from the ingest queue.
 	void set_ingest_mark(uint64_t *mark) { ingest_mark_ = mark; }
+	// Where to append the live-table entry of each driver a fix moved.
+	void set_moved_feed(MovedFeed *feed) { moved_ = feed; }
 
 	// Does everything that is ready, without blocking. With drain=true it reads
 	// every socket until the kernel has nothing more (wait_flushed()).
@@ -96,6 +99,7 @@ private:
 	LiveTable &live_;
 	KeyStore *keys_ = nullptr;
 	uint64_t *ingest_mark_ = nullptr;
+	MovedFeed *moved_ = nullptr;
 	Counters &c_;
 	Histogram *visible_;
 	EngineConfig cfg_;
