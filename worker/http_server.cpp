@@ -106,6 +106,9 @@ int check_token(const std::string &token, const std::vector<uint8_t> &secret, jw
 	return 0;
 }
 
+// A 1/32-degree tile of the driver boxes.
+uint64_t tile_key(int64_t ty, int64_t tx) { return uint64_t(ty + 100000) << 32 | uint64_t(tx + 100000); }
+
 uint64_t parse_u64(std::string_view s) {
 	if (s.empty() || s.size() > 19)
 		return 0;
@@ -312,6 +315,8 @@ void HttpServer::close_all() {
 	conns_.clear();
 	free_slots_.clear();
 	channels_.clear();
+	by_entry_.clear();
+	due_.clear();
 	loading_.clear();
 	committing_.clear();
 	dsubs_.clear();
@@ -697,6 +702,7 @@ void HttpServer::detach(HttpConn *c) {
 		for (DriversSub *b : c->boxes) {
 			dsubs_.erase(std::remove(dsubs_.begin(), dsubs_.end(), b), dsubs_.end());
 			delete b;
+			covered_dirty_ = true;
 		}
 		c->boxes.clear();
 		nstreams_--;
@@ -970,6 +976,7 @@ void HttpServer::ws_message(HttpConn *c, std::string_view text) {
 					dsubs_.erase(std::remove(dsubs_.begin(), dsubs_.end(), b), dsubs_.end());
 					c->boxes.erase(std::remove(c->boxes.begin(), c->boxes.end(), b), c->boxes.end());
 					delete b;
+					covered_dirty_ = true;
 					break;
 				}
 		} else {
@@ -1272,6 +1279,7 @@ void HttpServer::watch_order(HttpConn *c, uint64_t order_id, const OrderRow &row
 		LiveView v;
 		if (ch.driver_id != 0 && live_.get(ch.driver_id, v))
 			ch.last_fix_ts = ch.sent_fix_ts = v.ts_ms;
+		index_channel(ch);
 	}
 	slot->watchers.push_back(c);
 	c->orders.push_back(order_id);
@@ -1313,8 +1321,12 @@ void HttpServer::service_events() {
 void HttpServer::fan_out_event(OrderChannel &ch, const EventRow &e) {
 	if (e.type == "status") {
 		ch.status = e.status;
-		ch.driver_id = e.driver_id;
 		ch.target = target_of(e.target);
+		if (ch.driver_id != e.driver_id) {
+			ch.driver_id = e.driver_id;
+			index_channel(ch);
+		}
+		due_.push_back(ch.order_id); // a new target: the next fix may be sent at once
 	}
 	// Serialised once for each framing, shared by every watcher.
 	std::shared_ptr<const std::string> as_sse, as_ws;
@@ -1344,29 +1356,81 @@ void HttpServer::fan_out_event(OrderChannel &ch, const EventRow &e) {
 	}
 }
 
-void HttpServer::positions(int64_t now) {
-	for (auto &kv : channels_) {
-		OrderChannel &ch = *kv.second;
+// Files a channel under its driver's live-table entry, so that the moved
+// feed finds it; a driver not in the live state yet is looked up again
+// every second.
+void HttpServer::index_channel(OrderChannel &ch) {
+	unindex_channel(ch);
+	if (ch.driver_id == 0)
+		return;
+	ch.live_index = live_.find(ch.driver_id);
+	ch.live_driver = ch.driver_id;
+	if (ch.live_index == kNoEntry)
+		return;
+	by_entry_[ch.live_index].push_back(ch.order_id);
+	due_.push_back(ch.order_id); // its driver's fix may be news to the channel
+}
+
+void HttpServer::unindex_channel(OrderChannel &ch) {
+	if (ch.live_index == kNoEntry)
+		return;
+	auto it = by_entry_.find(ch.live_index);
+	if (it != by_entry_.end()) {
+		auto &v = it->second;
+		v.erase(std::remove(v.begin(), v.end(), ch.order_id), v.end());
+		if (v.empty())
+			by_entry_.erase(it);
+	}
+	ch.live_index = kNoEntry;
+}
+
+// The position messages of this tick: channels whose driver moved (the
+// feed), and those the interval held back before. With every=true (no feed,
+// or it ran past us) every channel is looked at.
+void HttpServer::positions(int64_t now, const std::vector<uint32_t> &moved, bool every) {
+	std::vector<uint64_t> due;
+	due.swap(due_);
+	if (every) {
+		for (auto &kv : channels_)
+			due.push_back(kv.first);
+	} else {
+		for (uint32_t e : moved) {
+			auto it = by_entry_.find(e);
+			if (it != by_entry_.end())
+				due.insert(due.end(), it->second.begin(), it->second.end());
+		}
+	}
+	std::sort(due.begin(), due.end());
+	due.erase(std::unique(due.begin(), due.end()), due.end());
+	for (uint64_t order : due) {
+		auto it = channels_.find(order);
+		if (it == channels_.end())
+			continue;
+		OrderChannel &ch = *it->second;
 		if (ch.target == 0 || ch.driver_id == 0 || ch.watchers.empty())
 			continue;
 		if (ch.live_driver != ch.driver_id || ch.live_index == kNoEntry) {
-			ch.live_index = live_.find(ch.driver_id);
-			ch.live_driver = ch.driver_id;
+			index_channel(ch);
 			if (ch.live_index == kNoEntry)
 				continue;
 		}
 		LiveView v;
 		live_.read(ch.live_index, v);
 		if (v.driver_id != ch.driver_id) {
-			ch.live_index = kNoEntry; // the live state was cleared (DROP EXTENSION)
+			unindex_channel(ch); // the live state was cleared (DROP EXTENSION)
 			continue;
 		}
 		if (v.ts_ms > ch.last_fix_ts)
 			ch.last_fix_ts = v.ts_ms;
-		// At most one per notify_interval, of the clock or of the fixes' time.
-		if (ch.last_fix_ts <= ch.sent_fix_ts || (now - ch.last_sent_us < cfg_.notify_interval_us &&
-		                                         (ch.last_fix_ts - ch.sent_fix_ts) * 1000 < cfg_.notify_interval_us))
+		if (ch.last_fix_ts <= ch.sent_fix_ts)
 			continue;
+		// At most one per notify_interval, of the clock or of the fixes' time;
+		// one held back is looked at again next tick.
+		if (now - ch.last_sent_us < cfg_.notify_interval_us &&
+		    (ch.last_fix_ts - ch.sent_fix_ts) * 1000 < cfg_.notify_interval_us) {
+			due_.push_back(order);
+			continue;
+		}
 		OrderWatch w{};
 		w.driver_id = ch.driver_id;
 		w.order_id = ch.order_id;
@@ -1455,6 +1519,7 @@ bool HttpServer::add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4],
 	s->exp_s = exp_s;
 	c->boxes.push_back(s);
 	dsubs_.push_back(s);
+	covered_dirty_ = true;
 	if (c->token_exp_s == 0 || exp_s < c->token_exp_s)
 		c->token_exp_s = exp_s;
 	return true;
@@ -1468,17 +1533,16 @@ bool HttpServer::add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4],
 // is looked at again next tick. A box whose last message is still unsent
 // gets, once it has room, a snapshot of the whole box from the grid index
 // instead of what it missed; so does every box if the feed ran past us.
-void HttpServer::drivers_tick(int64_t now) {
-	if (dsubs_.empty() || moved_ == nullptr) {
-		if (moved_)
-			moved_pos_ = moved_->head(); // nobody follows boxes: what came is of no use
+void HttpServer::drivers_tick(int64_t now, const std::vector<uint32_t> &moved, bool lost) {
+	if (dsubs_.empty()) {
 		held_back_.clear();
 		return;
 	}
 	int64_t now_ms = now_us() / 1000;
 	std::vector<uint32_t> entries;
 	entries.swap(held_back_);
-	if (!moved_->read(moved_pos_, [&](uint32_t e) { entries.push_back(e); }))
+	entries.insert(entries.end(), moved.begin(), moved.end());
+	if (lost)
 		for (DriversSub *s : dsubs_)
 			s->needs_snapshot = true;
 	std::sort(entries.begin(), entries.end());
@@ -1494,6 +1558,16 @@ void HttpServer::drivers_tick(int64_t now) {
 		Box bounds;
 	};
 	std::unordered_map<uint64_t, Tile> tiles;
+	if (covered_dirty_) {
+		covered_.clear();
+		for (DriversSub *s : dsubs_)
+			for (int64_t ty = int64_t(std::floor(s->box.min_lat * kTilesPerDegree));
+			     ty <= int64_t(std::floor(s->box.max_lat * kTilesPerDegree)); ty++)
+				for (int64_t tx = int64_t(std::floor(s->box.min_lon * kTilesPerDegree));
+				     tx <= int64_t(std::floor(s->box.max_lon * kTilesPerDegree)); tx++)
+					covered_.insert(tile_key(ty, tx));
+		covered_dirty_ = false;
+	}
 	uint32_t live_n = live_.size();
 	LiveView v;
 	for (uint32_t e : entries) {
@@ -1502,6 +1576,11 @@ void HttpServer::drivers_tick(int64_t now) {
 		live_.read(e, v);
 		if (v.driver_id == 0)
 			continue;
+		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
+		int64_t ty = int64_t(std::floor(lat * kTilesPerDegree)), tx = int64_t(std::floor(lon * kTilesPerDegree));
+		uint64_t key = tile_key(ty, tx);
+		if (!covered_.count(key))
+			continue; // none of our boxes is there: not even serialised
 		Sent &s = drivers_sent_[v.driver_id];
 		if (v.ts_ms <= s.ts_ms)
 			continue;
@@ -1511,9 +1590,7 @@ void HttpServer::drivers_tick(int64_t now) {
 		}
 		s.ts_ms = v.ts_ms;
 		s.at_us = now;
-		double lat = v.lat_e7 / 1e7, lon = v.lon_e7 / 1e7;
-		int64_t ty = int64_t(std::floor(lat * kTilesPerDegree)), tx = int64_t(std::floor(lon * kTilesPerDegree));
-		Tile &t = tiles[uint64_t(ty + 100000) << 32 | uint64_t(tx + 100000)];
+		Tile &t = tiles[key];
 		if (t.items.empty())
 			t.bounds = Box{tx / kTilesPerDegree, ty / kTilesPerDegree, (tx + 1) / kTilesPerDegree, (ty + 1) / kTilesPerDegree};
 		t.items.push_back(Item{lat, lon, driver_json(v)});
@@ -1590,15 +1667,31 @@ void HttpServer::tick() {
 	if (epfd_ < 0)
 		return;
 	int64_t now = mono_us();
-	positions(now);
-	drivers_tick(now);
+	// The drivers that moved since the last tick, for orders and boxes alike.
+	std::vector<uint32_t> moved;
+	bool whole = true;
+	if (moved_ && (!channels_.empty() || !dsubs_.empty()))
+		whole = moved_->read(moved_pos_, [&](uint32_t e) { moved.push_back(e); });
+	else if (moved_)
+		moved_pos_ = moved_->head(); // nobody to tell: what came is of no use
+	positions(now, moved, moved_ == nullptr || !whole);
+	drivers_tick(now, moved, !whole);
 	if (!committing_.empty())
 		service_commits();
 	if (now - last_housekeeping_us_ >= 1000000) {
 		last_housekeeping_us_ = now;
 		housekeeping(now);
-		for (auto it = channels_.begin(); it != channels_.end();)
-			it = it->second->watchers.empty() ? channels_.erase(it) : std::next(it);
+		for (auto it = channels_.begin(); it != channels_.end();) {
+			OrderChannel &ch = *it->second;
+			if (ch.watchers.empty()) {
+				unindex_channel(ch);
+				it = channels_.erase(it);
+				continue;
+			}
+			if (ch.live_index == kNoEntry && ch.driver_id != 0)
+				index_channel(ch); // its driver may have sent a first fix meanwhile
+			++it;
+		}
 		// Forget drivers not sent for a while (the map only ever grows otherwise).
 		if (dsubs_.empty())
 			drivers_sent_.clear();

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "../core/area.hpp"
@@ -162,14 +163,16 @@ private:
 	void service_loads();
 	void service_events();
 	void fan_out_event(OrderChannel &ch, const EventRow &ev);
-	void positions(int64_t now_us);
+	void positions(int64_t now_us, const std::vector<uint32_t> &moved, bool every);
+	void index_channel(OrderChannel &ch);
+	void unindex_channel(OrderChannel &ch);
 	void watch_order(HttpConn *c, uint64_t order_id, const OrderRow &row, bool resume, uint64_t last_event_id,
 	                 const std::vector<EventRow> &missed);
 	void unwatch_order(HttpConn *c, uint64_t order_id);
 	void drivers_stream(HttpConn *c);
 	bool add_drivers_sub(HttpConn *c, uint32_t id, const double bbox[4], std::shared_ptr<const Area> area,
 	                     int64_t exp_s, std::string &error);
-	void drivers_tick(int64_t now_us);
+	void drivers_tick(int64_t now_us, const std::vector<uint32_t> &moved, bool lost);
 	void map_file(HttpConn *c, const std::string &name, bool keep);
 	void housekeeping(int64_t now_us);
 	void detach(HttpConn *c);
@@ -199,9 +202,13 @@ private:
 	int64_t last_poll_us_ = 0;
 	int64_t last_housekeeping_us_ = 0;
 	std::unordered_map<uint64_t, std::unique_ptr<OrderChannel>> channels_;
+	std::unordered_map<uint32_t, std::vector<uint64_t>> by_entry_; // live-table entry -> orders following it
+	std::vector<uint64_t> due_; // orders to look at next tick (held back by the interval, new targets)
 	std::vector<LoadReq> loading_;        // orders waiting for load_orders
 	std::vector<HttpConn *> committing_;  // waiting for their fixes to commit
 	std::vector<DriversSub *> dsubs_;     // every driver box
+	std::unordered_set<uint64_t> covered_; // the tiles they cover
+	bool covered_dirty_ = false;
 	// Per driver: the fix last sent to driver boxes, and when.
 	struct Sent {
 		int64_t ts_ms;

@@ -195,6 +195,11 @@ struct Watcher {
 	bool ever_connected = false;
 	bool subscribed = false; // WebSocket: its subscription has answered
 	bool live = false;       // counted as connected
+	// Every status and near event of its order after this id must reach it:
+	// set when all watchers are connected (the newest event then), or when
+	// it resumes after the storm (the last id it had). None: not checked.
+	bool checked = false;
+	uint64_t check_from = 0;
 	bool ws() const { return kind == WsOrder || kind == WsBox; }
 	bool is_box() const { return kind == SseBox || kind == WsBox; }
 };
@@ -203,7 +208,7 @@ class Load {
 public:
 	// This process holds the watchers i with i % shards == shard; ready()
 	// is called once they are all connected (or failed).
-	Load(const Options &o, std::vector<Order> orders, int shard, int shards, std::function<void()> ready)
+	Load(const Options &o, std::vector<Order> orders, int shard, int shards, std::function<uint64_t()> ready)
 	    : o_(o), orders_(std::move(orders)), shard_(shard), shards_(shards), ready_(std::move(ready)) {}
 
 	void run() {
@@ -257,7 +262,12 @@ public:
 				open(order_[next++]);
 			if (!ready_called_ && next == w_.size() && st_.connected + st_.failed >= w_.size()) {
 				ready_called_ = true;
-				ready_();
+				uint64_t from = ready_();
+				for (Watcher &w : w_)
+					if (w.live) {
+						w.checked = true;
+						w.check_from = from;
+					}
 			}
 			if (!stormed && o_.storm_at > 0 && now - start_ms_ >= int64_t(o_.storm_at * 1000)) {
 				stormed = true;
@@ -385,9 +395,15 @@ private:
 	void storm() {
 		storm_list_.clear();
 		for (size_t i = 0; i < w_.size(); i++) {
-			if (w_[i].fd >= 0 || w_[i].ever_connected)
+			Watcher &w = w_[i];
+			if (w.fd >= 0 || w.ever_connected)
 				storm_list_.push_back(i);
-			close_w(w_[i]);
+			// It resumes from its last id: everything after must come.
+			if (w.ever_connected) {
+				w.check_from = w.checked ? std::min(w.check_from, w.last_id) : w.last_id;
+				w.checked = true;
+			}
+			close_w(w);
 		}
 		storm_ms_ = now_ms();
 		storm_open_ = 0;
@@ -577,7 +593,7 @@ private:
 	const Options &o_;
 	std::vector<Order> orders_;
 	int shard_, shards_;
-	std::function<void()> ready_;
+	std::function<uint64_t()> ready_;
 	bool ready_called_ = false;
 	double rate_ = 1;
 	uint64_t until_ = 0;
@@ -700,7 +716,13 @@ void relay(const Options &o, const std::vector<Order> &orders, Stats &st, uint64
 // Status and near events each watcher should have seen (all of its order's
 // events after `from`) but did not.
 uint64_t missed_events(const Options &o, const std::vector<Order> &orders, const std::vector<Watcher> &w,
-                       uint64_t from, uint64_t until, uint64_t &expected) {
+                       uint64_t until, uint64_t &expected) {
+	uint64_t from = UINT64_MAX;
+	for (const Watcher &x : w)
+		if (x.checked)
+			from = std::min(from, x.check_from);
+	if (from == UINT64_MAX)
+		return 0;
 	PGconn *c = connect_or_die(o.dsn);
 	std::string from_s = std::to_string(from);
 	const char *params[1] = {from_s.c_str()};
@@ -719,7 +741,7 @@ uint64_t missed_events(const Options &o, const std::vector<Order> &orders, const
 	uint64_t missed = 0;
 	expected = 0;
 	for (const Watcher &x : w) {
-		if (!x.ever_connected || x.is_box())
+		if (!x.checked || x.is_box())
 			continue;
 		auto it = by_order.find(orders[x.order].id);
 		if (it == by_order.end())
@@ -727,6 +749,8 @@ uint64_t missed_events(const Options &o, const std::vector<Order> &orders, const
 		std::vector<uint64_t> seen = x.seen;
 		std::sort(seen.begin(), seen.end());
 		for (uint64_t id : it->second) {
+			if (id <= x.check_from)
+				continue;
 			expected++;
 			if (!std::binary_search(seen.begin(), seen.end(), id) && missed++ < 5)
 				std::fprintf(stderr, "missed: event %llu of order %llu by a %s watcher (last id %llu, saw %zu events)\n",
@@ -831,9 +855,9 @@ int main(int argc, char **argv) {
 				die("fork: %s", std::strerror(errno));
 			if (pid == 0) {
 				close(ready[0]);
-				uint64_t from = 0;
-				Load load(o, orders, k, o.procs, [&] {
+				Load load(o, orders, k, o.procs, [&]() -> uint64_t {
 					// Every event after this must reach each of our watchers.
+					uint64_t from = 0;
 					if (!o.dsn.empty()) {
 						PGconn *c = connect_or_die(o.dsn);
 						from = newest_event(c);
@@ -841,11 +865,12 @@ int main(int argc, char **argv) {
 					}
 					char b = 1;
 					(void)!write(ready[1], &b, 1);
+					return from;
 				});
 				load.run();
 				uint64_t exp = 0, mis = 0;
 				if (!o.dsn.empty())
-					mis = missed_events(o, orders, load.watchers(), from, load.until_event(), exp);
+					mis = missed_events(o, orders, load.watchers(), load.until_event(), exp);
 				std::string path = dir + "/" + std::to_string(k);
 				FILE *f = std::fopen(path.c_str(), "w");
 				Stats &x = load.stats();
