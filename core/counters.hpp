@@ -25,6 +25,11 @@ namespace lt {
 	X(tcp_connections_refused) /* over livetrack.max_connections */                            \
 	X(tcp_connections_closed_bad_frame)                                                         \
 	X(tcp_connections_closed_idle)                                                              \
+	X(mqtt_messages)        /* PUBLISH packets taken from the broker (each one received message) */ \
+	X(mqtt_acks)            /* PUBACKs sent, each after its message's records were committed */ \
+	X(mqtt_duplicates)      /* redeliveries of a message still waiting for its commit: one PUBACK */ \
+	X(mqtt_reconnects)      /* sessions established again after the first */               \
+	X(mqtt_protocol_errors) /* connections ended because the broker broke the protocol */   \
 	/* flushers: several processes, bumped with fetch_add */                                    \
 	X(flushed_records)                                                                          \
 	X(flush_batches)                                                                            \

@@ -54,11 +54,13 @@ Reject judge(const Fix &f, const Poster &who, const Policy &p, int64_t now_ms) {
 	return Reject::None;
 }
 
-void json_line(std::string_view line, const Poster &who, const Policy &p, int64_t now_ms, IngestResult &out) {
+void json_line(std::string_view line, const Poster &who, const Policy &p, int64_t now_ms, IngestResult &out,
+               uint64_t default_driver = 0) {
 	out.messages++;
 	Fix f{};
 	// The device port's line limit, so a line means the same everywhere.
-	Reject r = line.size() > 16383 ? Reject::Malformed : json::parse_line(line.data(), line.size(), now_ms, f);
+	Reject r = line.size() > 16383 ? Reject::Malformed
+	                               : json::parse_line(line.data(), line.size(), now_ms, f, default_driver);
 	if (r == Reject::None)
 		r = judge(f, who, p, now_ms);
 	add(out, r, f);
@@ -120,7 +122,8 @@ void binary(std::string_view body, const Poster &who, const Policy &policy, int6
 			Reject r = v.record[i];
 			// A device token vouches for its driver only (a signed message
 			// from a gateway key may carry any driver).
-			if (r == Reject::None && !h.is_signed() && who.only_driver != 0 && v.fix[i].driver_id != who.only_driver)
+			if (r == Reject::None && (!h.is_signed() || who.signed_too) && who.only_driver != 0 &&
+			    v.fix[i].driver_id != who.only_driver)
 				r = Reject::Auth;
 			add(out, r, v.fix[i]);
 		}
@@ -268,7 +271,8 @@ double num_or(const rapidjson::Value &o, const char *k, double dflt) {
 }
 
 // OwnTracks: {"_type":"location","lat":..,"lon":..,"tst":s,"vel":km/h,"cog":deg,"acc":m,"topic":"owntracks/u/42"}.
-void owntracks(const rapidjson::Value &o, const Request &req, const Poster &who, const Policy &p, int64_t now_ms,
+// `device`: the driver named outside the object (X-Limit-D, an MQTT topic), or empty.
+void owntracks(const rapidjson::Value &o, std::string device, const Poster &who, const Policy &p, int64_t now_ms,
                IngestResult &out) {
 	auto type = o.FindMember("_type");
 	if (!type->value.IsString() || std::strcmp(type->value.GetString(), "location") != 0)
@@ -276,13 +280,10 @@ void owntracks(const rapidjson::Value &o, const Request &req, const Poster &who,
 	Fix f = blank(now_ms);
 	bool range = false;
 	auto topic = o.FindMember("topic");
-	std::string device;
 	if (topic != o.MemberEnd() && topic->value.IsString()) {
 		std::string_view t(topic->value.GetString(), topic->value.GetStringLength());
 		size_t slash = t.rfind('/');
 		device = std::string(slash == std::string_view::npos ? t : t.substr(slash + 1));
-	} else if (const std::string *d = req.header("x-limit-d")) {
-		device = *d;
 	}
 	if (!device.empty() && (f.driver_id = driver_of(device)) == 0)
 		range = true;
@@ -378,8 +379,9 @@ void parse_osmand(const Request &req, const std::vector<std::pair<std::string, s
 			out.bad_body = "the body is not a JSON object";
 			return;
 		}
+		const std::string *limit_d = req.header("x-limit-d");
 		if (doc.HasMember("_type"))
-			owntracks(doc, req, who, policy, now_ms, out);
+			owntracks(doc, limit_d ? *limit_d : std::string(), who, policy, now_ms, out);
 		else if (doc.HasMember("location"))
 			traccar_json(doc, who, policy, now_ms, out);
 		else
@@ -391,6 +393,50 @@ void parse_osmand(const Request &req, const std::vector<std::pair<std::string, s
 		osmand_form(query, who, policy, now_ms, out);
 	else
 		osmand_form(parse_form(req.body), who, policy, now_ms, out);
+}
+
+void parse_mqtt(std::string_view topic, std::string_view payload, const Policy &policy, int64_t now_ms,
+                KeyStore *keys, IngestResult &out) {
+	size_t slash = topic.rfind('/');
+	Poster who;
+	who.only_driver = driver_of(slash == std::string_view::npos ? topic : topic.substr(slash + 1));
+	who.signed_too = true;
+	who.unsigned_ok = policy.auth != AuthMode::Required;
+	if (who.only_driver == 0) {
+		out.messages++;
+		out.verdict.push_back(Reject::Malformed); // the topic names no driver
+		return;
+	}
+	if (payload.size() >= 2 && payload[0] == 'L' && payload[1] == 'T') {
+		binary(payload, who, policy, now_ms, keys, out);
+		return;
+	}
+	std::string_view start = skip_space(payload);
+	if (start.empty() || start[0] != '{') {
+		out.messages++;
+		out.verdict.push_back(Reject::Malformed);
+		return;
+	}
+	// OwnTracks objects carry "_type"; ours do not. Look before parsing twice.
+	if (start.find("\"_type\"") != std::string_view::npos) {
+		rapidjson::Document doc;
+		if (!rj::parse(doc, start.data(), start.size()) || !doc.IsObject()) {
+			out.messages++;
+			out.verdict.push_back(Reject::Malformed);
+			return;
+		}
+		if (doc.HasMember("_type")) {
+			// The topic names the driver, whatever a "topic" member says.
+			if (doc.HasMember("topic"))
+				doc.RemoveMember("topic");
+			size_t before = out.verdict.size();
+			owntracks(doc, std::string(topic.substr(slash + 1)), who, policy, now_ms, out);
+			if (out.verdict.size() == before)
+				out.messages++; // a valid OwnTracks message with no position (a transition, a card)
+			return;
+		}
+	}
+	json_line(start, who, policy, now_ms, out, who.only_driver);
 }
 
 std::string ingest_answer(const IngestResult &r) {

@@ -25,6 +25,7 @@ namespace lt::http {
 struct Poster {
 	bool unsigned_ok = false; // unsigned fixes are accepted (token, loopback trust, or auth = off)
 	uint64_t only_driver = 0; // a device token: only this driver's fixes (0: any)
+	bool signed_too = false;  // only_driver binds signed messages too (an MQTT topic), not only unsigned ones
 };
 
 // Every record in the body, in order, with its verdict. `messages` counts
@@ -57,6 +58,14 @@ void parse_pings(std::string_view content_type, std::string_view body, const Pos
 // device_id, OwnTracks topic's last level or X-Limit-D), or the token's.
 void parse_osmand(const Request &req, const std::vector<std::pair<std::string, std::string>> &query,
                   const Poster &who, const Policy &policy, int64_t now_ms, IngestResult &out);
+
+// One MQTT message (SPEC 7): the topic's last level is the driver; the
+// payload is a JSON object (driver_id optional), a binary message, or an
+// OwnTracks location. A payload naming another driver is refused (auth).
+// The broker authenticated the publisher, so unsigned payloads are taken
+// unless livetrack.auth = required. messages is 1, records as they come.
+void parse_mqtt(std::string_view topic, std::string_view payload, const Policy &policy, int64_t now_ms,
+                KeyStore *keys, IngestResult &out);
 
 // {"accepted":N,"rejected":M,"errors":[{"index":i,"reason":"range"},...]}:
 // index counts records from 1 in body order; at most 100 errors listed.

@@ -268,7 +268,7 @@ bool parse_iso8601_ms(const char *s, size_t n, int64_t &out_ms) {
 	return true;
 }
 
-Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out) {
+Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out, uint64_t default_driver) {
 	out = Fix{};
 	out.speed_cms = out.heading_cd = out.accuracy_dm = kUnknown16;
 	if (std::memchr(s, 0, n) != nullptr)
@@ -288,6 +288,10 @@ Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out) {
 	// tiny exponents (upstream #1251).
 	if (reader.Parse<rapidjson::kParseDefaultFlags>(is, h).IsError())
 		return Reject::Malformed;
+	if (!h.have_driver && default_driver != 0) {
+		out.driver_id = default_driver;
+		h.have_driver = true;
+	}
 	if (h.verdict == Reject::Malformed || !h.have_driver || !h.have_lat || !h.have_lon)
 		return Reject::Malformed;
 	if (h.verdict != Reject::None)

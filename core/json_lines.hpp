@@ -14,7 +14,9 @@ namespace lt::json {
 // Malformed (not JSON, not an object, a required field missing or of the
 // wrong type) or Range (a value that cannot be represented on the wire).
 // Callers still run validate_fix() for ranges and the clock window.
-Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out);
+// default_driver (non-zero) stands in for a missing driver_id: an MQTT
+// topic names the driver, so its payloads may leave it out (SPEC 7).
+Reject parse_line(const char *s, size_t n, int64_t now_ms, Fix &out, uint64_t default_driver = 0);
 
 // ISO-8601 date-time to Unix epoch milliseconds. Accepts
 // YYYY-MM-DD[T| ]hh:mm[:ss[.fff...]][Z|+hh[:mm]|-hh[:mm]]; no zone means UTC.

@@ -45,6 +45,11 @@ int lt_http_port;
 int lt_http_max_connections;
 int lt_http_workers;
 char *lt_map_tiles;
+char *lt_mqtt_broker;
+char *lt_mqtt_topics;
+char *lt_mqtt_client_id;
+char *lt_mqtt_username;
+char *lt_mqtt_password_file;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -222,6 +227,20 @@ static void define_settings(void) {
 	                           "Tile URL template for the /map page, e.g. https://tile.example.com/{z}/{x}/{y}.png.",
 	                           "Empty: a plain background, and the page asks nothing of any other server.",
 	                           &lt_map_tiles, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.mqtt_broker", "MQTT broker the listener subscribes to, as mqtt://host:port.",
+	                           "Empty: no MQTT.", &lt_mqtt_broker, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.mqtt_topics", "Comma-separated MQTT topic filters, subscribed at QoS 1.",
+	                           "The last level of a message's topic is its driver id.", &lt_mqtt_topics,
+	                           "livetrack/+/+", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.mqtt_client_id", "MQTT client id of the listener's persistent session.",
+	                           "Empty: livetrack-<database>.", &lt_mqtt_client_id, "", PGC_SIGHUP, 0, NULL, NULL,
+	                           NULL);
+	DefineCustomStringVariable("livetrack.mqtt_username", "User name for the MQTT broker (empty: none).", NULL,
+	                           &lt_mqtt_username, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("livetrack.mqtt_password_file",
+	                           "File holding the MQTT broker's password: owned by the server's OS user, mode 0600.",
+	                           "The password itself is never a setting, so SHOW cannot print it.",
+	                           &lt_mqtt_password_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomBoolVariable("livetrack.enable_nearest_scan",
 	                         "Lets the planner run nearest_drivers() calls as livetrack's own scan node.",
 	                         "Off: every call runs as a function scan, with the same results.",

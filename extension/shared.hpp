@@ -79,6 +79,8 @@ struct LtControl {
 	uint64 last_flush_max_latency_us;
 	uint64 last_flush_duration_us;
 	uint64 tcp_connections; // open device connections (listener)
+	uint64 mqtt_connected;  // 1 while the listener's MQTT session is up (listener)
+	uint64 mqtt_pending;    // MQTT messages taken, their PUBACK waiting for a commit (listener)
 	// Bumped when a transaction that changed an open order commits; a
 	// flusher that sees it move reloads the orders it follows.
 	uint64 orders_gen;
@@ -137,6 +139,11 @@ extern int lt_http_port;
 extern int lt_http_max_connections;
 extern int lt_http_workers;
 extern char *lt_map_tiles;
+extern char *lt_mqtt_broker;
+extern char *lt_mqtt_topics;
+extern char *lt_mqtt_client_id;
+extern char *lt_mqtt_username;
+extern char *lt_mqtt_password_file;
 
 // The extension version these workers and functions were built for; the
 // workers wait while the database has another (ALTER EXTENSION ... UPDATE).

@@ -45,6 +45,8 @@ void lt_stats_collect(LtStatFn put, void *arg) {
 	put(arg, "ring_capacity", lt_ring.capacity(), false);
 	put(arg, "ingest_queue_used", lt_ingest.size(), false);
 	put(arg, "tcp_connections", lt::load_relaxed(ctl->tcp_connections), false);
+	put(arg, "mqtt_connected", lt::load_relaxed(ctl->mqtt_connected), false);
+	put(arg, "mqtt_pending_acks", lt::load_relaxed(ctl->mqtt_pending), false);
 	put(arg, "http_connections", conns, false);
 	put(arg, "http_streams", streams, false);
 	put(arg, "http_watched_orders", watched, false); // an order watched through two workers counts twice

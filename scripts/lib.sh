@@ -9,7 +9,8 @@ set -euo pipefail
 LT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LT_PACKAGES=(build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3
 	libpq-dev rapidjson-dev libgtest-dev libipc-run-perl clang libclang-rt-dev netcat-openbsd
-	libssl-dev libhttp-parser-dev libwslay-dev libjs-leaflet curl nginx-light chromium)
+	libssl-dev libhttp-parser-dev libwslay-dev libjs-leaflet curl nginx-light chromium
+	mosquitto mosquitto-clients nats-server)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -28,7 +29,8 @@ lt_install_packages() {
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 	fi
 	# The packaged default services are not ours; keep them from holding ports.
-	as_root systemctl disable --now postgresql nginx >/dev/null 2>&1 || true
+	# (mosquitto's starts on 1883 at install; the tests and demo run their own.)
+	as_root systemctl disable --now postgresql nginx mosquitto nats-server >/dev/null 2>&1 || true
 }
 
 # A bigger UDP receive buffer lets the listener ride out bursts (the kernel

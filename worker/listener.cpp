@@ -13,9 +13,12 @@
 // restarts us. That jump crosses this file's frames, so none of them may hold
 // an object with a destructor while calling Postgres (the engine is a raw
 // pointer; the engine_call lambdas call no Postgres code).
+#include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,33 +91,118 @@ template <typename F> static void engine_call(const char *what, F &&fn) {
 	ereport(FATAL, (errmsg("livetrack listener: %s failed: %s", what, msg)));
 }
 
-static lt::EngineConfig engine_config(void) {
-	lt::EngineConfig cfg;
-	std::string all = lt_listen_addresses ? lt_listen_addresses : "";
+static std::vector<std::string> split_list(const char *list) {
+	std::vector<std::string> out;
+	std::string all = list ? list : "";
 	size_t start = 0;
 	while (start <= all.size()) {
 		size_t comma = all.find(',', start);
 		std::string a = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
 		size_t b = a.find_first_not_of(" \t"), e = a.find_last_not_of(" \t");
 		if (b != std::string::npos)
-			cfg.addresses.push_back(a.substr(b, e - b + 1));
+			out.push_back(a.substr(b, e - b + 1));
 		if (comma == std::string::npos)
 			break;
 		start = comma + 1;
 	}
+	return out;
+}
+
+// The broker's password, from livetrack.mqtt_password_file: it must belong
+// to the server's OS user and be readable by nobody else (like ~/.pgpass),
+// so the password is neither a setting SHOW prints nor a file others read.
+// False (logged) if the file is unusable: then we do not connect at all.
+static bool read_password_file(const char *path, std::string &out) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ereport(WARNING, (errmsg("livetrack listener: could not open livetrack.mqtt_password_file \"%s\": %m", path)));
+		return false;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+		close(fd);
+		ereport(WARNING, (errmsg("livetrack listener: livetrack.mqtt_password_file \"%s\" must be a file owned by "
+		                         "the server's user with no access for group or others (chmod 0600); not "
+		                         "connecting to the MQTT broker",
+		                         path)));
+		return false;
+	}
+	char buf[1024];
+	ssize_t n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 0 || n == ssize_t(sizeof buf)) {
+		ereport(WARNING, (errmsg("livetrack listener: could not read livetrack.mqtt_password_file \"%s\"", path)));
+		return false;
+	}
+	out.assign(buf, size_t(n));
+	while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+		out.pop_back(); // the file's last line ending is not part of the password
+	return true;
+}
+
+static lt::MqttConfig mqtt_config(void) {
+	lt::MqttConfig m;
+	if (lt_mqtt_broker == NULL || lt_mqtt_broker[0] == '\0')
+		return m;
+	std::string host;
+	int port;
+	if (!lt::parse_mqtt_url(lt_mqtt_broker, host, port)) {
+		ereport(WARNING, (errmsg("livetrack listener: livetrack.mqtt_broker \"%s\" is not mqtt://host[:port]; MQTT is off",
+		                         lt_mqtt_broker)));
+		return m;
+	}
+	m.topics = split_list(lt_mqtt_topics);
+	if (m.topics.empty()) {
+		ereport(WARNING, (errmsg("livetrack listener: livetrack.mqtt_topics is empty; MQTT is off")));
+		return m;
+	}
+	m.client_id = lt_mqtt_client_id && lt_mqtt_client_id[0] ? lt_mqtt_client_id
+	                                                         : std::string("livetrack-") + lt_database;
+	m.username = lt_mqtt_username ? lt_mqtt_username : "";
+	if (lt_mqtt_password_file && lt_mqtt_password_file[0] && !read_password_file(lt_mqtt_password_file, m.password))
+		return m;
+	m.host = host;
+	m.port = port;
+	return m;
+}
+
+static lt::EngineConfig engine_config(void) {
+	lt::EngineConfig cfg;
+	cfg.addresses = split_list(lt_listen_addresses);
 	cfg.port = lt_port;
 	cfg.max_connections = lt_max_connections;
 	cfg.idle_timeout_s = lt_tcp_idle_timeout_s;
 	cfg.flush_hint = uint64(lt_batch_size);
 	cfg.policy.auth = lt::AuthMode(lt_auth);
 	cfg.policy.clock = lt::ClockLimits{lt_max_future_ms, lt_max_late_ms};
+	cfg.mqtt = mqtt_config();
 	return cfg;
+}
+
+// What the engine has to say (MQTT connects and faults) goes to the server log.
+static void log_engine(void) {
+	std::vector<std::string> *lines = nullptr;
+	engine_call("log", [&] {
+		auto l = engine->take_log();
+		if (!l.empty())
+			lines = new std::vector<std::string>(std::move(l));
+	});
+	if (lines == nullptr)
+		return;
+	for (const std::string &l : *lines) {
+		char msg[512];
+		strlcpy(msg, l.c_str(), sizeof msg);
+		ereport(LOG, (errmsg("livetrack listener: %s", msg)));
+	}
+	delete lines;
 }
 
 static void listener_exit(int, Datum) {
 	lt::store_release(lt_ctl->listener_state, uint32(LT_LISTENER_DOWN));
 	lt::store_release(lt_ctl->listener_procno, int32(-1));
 	lt::store_relaxed(lt_ctl->tcp_connections, uint64(0));
+	lt::store_relaxed(lt_ctl->mqtt_connected, uint64(0));
+	lt::store_relaxed(lt_ctl->mqtt_pending, uint64(0));
 	lt_wake_flushers(); // stopping flushers wait for this
 }
 
@@ -358,8 +446,11 @@ void livetrack_listener_main(Datum) {
 		// (1,600 datagrams of 64 fixes = 100,000 fixes/s) is read at once.
 		if (trickle)
 			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1, PG_WAIT_EXTENSION);
+		// At most a second, less when an MQTT timer (keep-alive, reconnect) is due.
+		int64 timer = engine->next_timer_us(), until = timer - lt::mono_us();
+		long timeout = timer == INT64_MAX || until >= 1000000 ? 1000 : until <= 0 ? 0 : long(until / 1000) + 1;
 		WaitEvent ev;
-		(void)WaitEventSetWait(set, 1000, &ev, 1, PG_WAIT_EXTENSION);
+		(void)WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (lt_worker_interrupts())
 			engine_call("reload", [] { engine->set_config(engine_config()); });
@@ -382,6 +473,9 @@ void livetrack_listener_main(Datum) {
 		if (engine->take_flusher_wake())
 			lt_wake_flushers();
 		lt::store_relaxed(lt_ctl->tcp_connections, uint64(engine->connections()));
+		lt::store_relaxed(lt_ctl->mqtt_connected, uint64(engine->mqtt_connected()));
+		lt::store_relaxed(lt_ctl->mqtt_pending, uint64(engine->mqtt_pending()));
+		log_engine();
 
 		int64 now = lt::mono_us();
 		if (now >= next_check_us) {

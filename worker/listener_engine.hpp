@@ -21,6 +21,7 @@
 #include "../core/message.hpp"
 #include "../core/moved_feed.hpp"
 #include "../core/ring.hpp"
+#include "mqtt_client.hpp"
 
 namespace lt {
 
@@ -31,6 +32,7 @@ struct EngineConfig {
 	int idle_timeout_s = 300;
 	uint64_t flush_hint = 8192; // wake the flusher when the ring reaches this
 	Policy policy{AuthMode::LoopbackTrust, {30000, 600000}};
+	MqttConfig mqtt; // host empty: no MQTT
 };
 
 struct Conn;
@@ -70,6 +72,11 @@ public:
 	void send_acks();
 	// Closes idle and timed-out connections; call about once a second.
 	void housekeeping();
+	// Monotonic µs of the next timer (MQTT keep-alive, reconnect); INT64_MAX: none.
+	int64_t next_timer_us() const;
+	bool mqtt_connected() const { return mqtt_ && mqtt_->connected(); }
+	size_t mqtt_pending() const { return mqtt_ ? mqtt_->pending_acks() : 0; }
+	std::vector<std::string> take_log(); // lines for the server log
 
 	// True once after the ring went from empty, or past flush_hint.
 	bool take_flusher_wake();
@@ -93,6 +100,7 @@ private:
 	void apply_status(const Ping &p);
 	void note_ring_growth(uint64_t before);
 	void release_ingest(uint64_t n);
+	bool mqtt_message(std::string_view topic, std::string_view payload, uint64_t *need);
 
 	Ring<Ping> &ring_;
 	Ring<Ping> &ingest_;
@@ -112,6 +120,7 @@ private:
 	bool wake_flusher_ = false;
 	bool any_paused_ = false;
 	std::unordered_map<int, uint32_t> udp_drops_seen_; // per UDP socket
+	MqttClient *mqtt_ = nullptr;
 };
 
 } // namespace lt

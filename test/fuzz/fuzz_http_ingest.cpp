@@ -2,7 +2,8 @@
 //
 // Byte 0 picks who posts (loopback, no trust, a device token) and the
 // rest is used as a /v1/pings body (each content type), as an OsmAnd query
-// string, as a form body and as a JSON body of /v1/osmand. Whatever comes
+// string, as a form body and as a JSON body of /v1/osmand, and as an MQTT
+// payload on topic livetrack/blr/42 (SPEC 7). Whatever comes
 // out: one verdict per record, the accepted fixes are exactly the records
 // judged None, every accepted fix is valid by SPEC 2.4, and nobody gets a
 // fix in that they may not send.
@@ -67,5 +68,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 	req.headers.clear();
 	lt::http::parse_osmand(req, lt::http::parse_form(body), who, p, fuzz::kNow, r);
 	check(r, who, p);
+	// MQTT: the topic's driver only, unsigned unless auth is required.
+	lt::http::IngestResult m;
+	lt::http::parse_mqtt("livetrack/blr/42", body, p, fuzz::kNow, nullptr, m);
+	check(m, lt::http::Poster{p.auth != lt::AuthMode::Required, 42, true}, p);
+	FUZZ_CHECK(m.messages >= 1);
 	return 0;
 }

@@ -153,3 +153,41 @@ for i, frames in enumerate([
         ws_frame(0x81, "\u00e9\u20ac".encode()) + ws_frame(0x81, b"\xff"),
         ws_frame(0x82, bytes(300)) + ws_frame(0x8a, b"")]):
     write("fuzz_ws", "f%d" % i, bytes([i * 11]) + frames)
+
+
+# fuzz_mqtt: [version bit + chunk seed] + what a broker sends
+def mqtt_packet(first, body):
+    n, rl = len(body), b""
+    while True:
+        b = n % 128
+        n //= 128
+        rl += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return bytes([first]) + rl + body
+
+
+def mqtt_str(s):
+    return struct.pack(">H", len(s)) + s
+
+
+connack5 = mqtt_packet(0x20, b"\x01\x00" + bytes([6]) + b"\x21\x00\x14\x13\x00\x3c")
+connack3 = mqtt_packet(0x20, b"\x00\x00")
+pub5 = mqtt_packet(0x32, mqtt_str(b"livetrack/blr/42") + b"\x00\x07" + b"\x00" + json_lines[0])
+pub3 = mqtt_packet(0x3a, mqtt_str(b"livetrack/del/7") + b"\x01\x02" + good1)
+owntracks = mqtt_packet(0x30, mqtt_str(b"owntracks/u/9") + b"\x00" +
+                        b'{"_type":"location","lat":48.85,"lon":2.29,"tst":1763700000}')
+suback = mqtt_packet(0x90, b"\x00\x01\x00\x01\x80")
+for i, (first, stream) in enumerate([
+        (1, connack5 + suback + pub5 + owntracks + mqtt_packet(0xD0, b"")),
+        (0, connack3 + mqtt_packet(0x90, b"\x00\x01\x01") + pub3 + mqtt_packet(0xD0, b"")),
+        (1 | 14, connack5 + pub5 * 3),
+        (1, mqtt_packet(0xE0, b"\x8e\x00")),
+        (1, mqtt_packet(0x32, mqtt_str(b"a/+/1") + b"\x00\x01\x00")),
+        (0, b"\x30\xff\xff\xff\xff\x7f"),
+        (1, mqtt_packet(0x40, b"\x00\x05\x10\x00"))]):
+    write("fuzz_mqtt", "s%d" % i, bytes([first]) + stream)
+
+# fuzz_http_ingest also reads its bodies as MQTT payloads
+write("fuzz_http_ingest", "mqtt_owntracks",
+      bytes([0]) + b'{"_type":"location","lat":48.85,"lon":2.29,"tst":1763700000,"vel":36,"cog":56,"acc":10}')
+write("fuzz_http_ingest", "mqtt_no_driver", bytes([0]) + b'{"lat":12.97,"lon":77.59,"ts":1763700000123}')

@@ -1,9 +1,9 @@
--- Every metric the contract names (SPEC 3) is there.
+-- Every metric the contract names (SPEC 3, 7) is there.
 SELECT m AS missing_metric
 FROM unnest(ARRAY['received_messages', 'accepted_records', 'rejected_malformed', 'rejected_auth',
                   'rejected_replay', 'rejected_range', 'rejected_clock', 'late_records',
                   'dropped_ring_full', 'flushed_records', 'flush_batches', 'notifications',
-                  'live_drivers']) m
+                  'live_drivers', 'mqtt_connected', 'mqtt_messages', 'mqtt_reconnects']) m
 WHERE m NOT IN (SELECT metric FROM livetrack.stats);
 
 -- ingest() calls refused with an error are counted by reason.

@@ -1,0 +1,114 @@
+// The listener's MQTT client (SPEC 7): one connection to livetrack.mqtt_broker
+// on the listener's epoll set, a persistent session subscribed at QoS 1, and
+// each PUBACK sent only once the message's records are committed, in the
+// order the messages came. Plain C++ with no Postgres header (the codec is
+// core/mqtt.cpp); the listener's engine owns it, feeds it its socket's
+// events and the commit watermark, and gets each message through a callback.
+//
+// Faults: a broker that is down, restarts or cuts the connection is tried
+// again with exponential backoff and jitter; a broker that breaks the
+// protocol is cut off (counted). Nothing here blocks: the broker's name is
+// resolved with getaddrinfo_a, the socket is non-blocking.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/counters.hpp"
+#include "../core/mqtt.hpp"
+
+struct gaicb;
+
+namespace lt {
+
+struct MqttConfig {
+	std::string host; // empty: MQTT off
+	int port = 1883;
+	std::vector<std::string> topics;
+	std::string client_id;
+	std::string username, password;
+	int keepalive_s = 30;
+	int version = 0; // 0: 5, falling back to 3.1.1 if the broker asks; 4 or 5: only that
+	uint32_t session_expiry_s = 7 * 24 * 3600;
+	uint16_t receive_maximum = 65535; // v5: unacknowledged messages the broker may send us
+	bool operator==(const MqttConfig &o) const {
+		return host == o.host && port == o.port && topics == o.topics && client_id == o.client_id &&
+		       username == o.username && password == o.password && keepalive_s == o.keepalive_s && version == o.version;
+	}
+};
+
+// parse_mqtt_url("mqtt://host:port") -> host, port; false if it is not one.
+bool parse_mqtt_url(const std::string &url, std::string &host, int &port);
+
+class MqttClient {
+public:
+	// What the engine does with a message: false if it has no room now (the
+	// message is kept and offered again after resume()); otherwise *need is
+	// the commit watermark after which it may be acknowledged.
+	using Deliver = std::function<bool(std::string_view topic, std::string_view payload, uint64_t *need)>;
+
+	MqttClient(int epfd, uint64_t epoll_tag, Counters &counters, Deliver deliver);
+	~MqttClient();
+	MqttClient(const MqttClient &) = delete;
+	MqttClient &operator=(const MqttClient &) = delete;
+
+	void configure(const MqttConfig &cfg); // connects, or reconnects if it changed
+	void on_event(uint32_t epoll_events);
+	void tick(int64_t now_us);       // timers: resolving, connecting, keep-alive, backoff
+	void committed(uint64_t watermark); // PUBACKs for what is committed, in order, in one write
+	void resume();                    // the engine has room again
+	int64_t next_timer_us() const;   // monotonic; INT64_MAX: none
+	bool connected() const { return state_ == State::Up; }
+	size_t pending_acks() const { return pending_.size(); }
+	// Lines for the server log (the engine has no logger of its own).
+	std::vector<std::string> take_log();
+
+private:
+	enum class State : uint8_t { Off, Waiting, Resolving, Connecting, Connack, Up };
+	void start_resolve(int64_t now);
+	void start_connect(int64_t now);
+	void drop(const std::string &why, bool error, int64_t now);
+	void read_socket(int64_t now);
+	void process(int64_t now);
+	void send(const std::string &bytes);
+	void flush();
+	void update_events();
+	void log(const std::string &s);
+	bool holding(uint16_t id) const { return held_[id >> 6] >> (id & 63) & 1; }
+
+	int epfd_;
+	uint64_t tag_;
+	Counters &c_;
+	Deliver deliver_;
+	MqttConfig cfg_;
+	mqtt::Version version_ = mqtt::Version::V5;
+	mqtt::Decoder decoder_;
+	State state_ = State::Off;
+	int fd_ = -1;
+	uint32_t events_ = 0;
+	std::string in_, out_;
+	size_t out_off_ = 0;
+	bool paused_ = false;
+	bool ever_up_ = false;
+	int64_t next_attempt_us_ = 0;
+	int64_t deadline_us_ = 0;   // CONNACK due / PINGRESP due
+	int64_t last_sent_us_ = 0;
+	bool ping_outstanding_ = false;
+	int failures_ = 0;
+	uint16_t next_id_ = 1;
+	gaicb *gai_ = nullptr;
+	struct Pending {
+		uint64_t need;
+		uint16_t packet_id;
+	};
+	std::deque<Pending> pending_;
+	std::array<uint64_t, 1024> held_; // packet ids in pending_, one bit each
+	std::vector<std::string> log_;
+};
+
+} // namespace lt
