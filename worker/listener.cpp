@@ -144,11 +144,11 @@ static lt::MqttConfig mqtt_config(void) {
 	lt::MqttConfig m;
 	if (lt_mqtt_broker == NULL || lt_mqtt_broker[0] == '\0')
 		return m;
-	std::string host;
-	int port;
-	if (!lt::parse_mqtt_url(lt_mqtt_broker, host, port)) {
-		ereport(WARNING, (errmsg("livetrack listener: livetrack.mqtt_broker \"%s\" is not mqtt://host[:port]; MQTT is off",
-		                         lt_mqtt_broker)));
+	std::vector<lt::MqttBroker> brokers;
+	std::string bad;
+	if (!lt::parse_mqtt_urls(lt_mqtt_broker, brokers, bad)) {
+		ereport(WARNING, (errmsg("livetrack listener: livetrack.mqtt_broker: \"%s\" is not mqtt://host[:port]; MQTT is off",
+		                         bad.c_str())));
 		return m;
 	}
 	m.topics = split_list(lt_mqtt_topics);
@@ -161,8 +161,7 @@ static lt::MqttConfig mqtt_config(void) {
 	m.username = lt_mqtt_username ? lt_mqtt_username : "";
 	if (lt_mqtt_password_file && lt_mqtt_password_file[0] && !read_password_file(lt_mqtt_password_file, m.password))
 		return m;
-	m.host = host;
-	m.port = port;
+	m.brokers = brokers;
 	return m;
 }
 

@@ -62,6 +62,27 @@ bool parse_mqtt_url(const std::string &url, std::string &host, int &port) {
 	return !host.empty() && port > 0 && port < 65536 && host.find('/') == std::string::npos;
 }
 
+bool parse_mqtt_urls(const std::string &list, std::vector<MqttBroker> &out, std::string &bad) {
+	out.clear();
+	size_t start = 0;
+	while (start <= list.size()) {
+		size_t comma = list.find(',', start);
+		std::string one = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+		size_t b = one.find_first_not_of(" \t"), e = one.find_last_not_of(" \t");
+		one = b == std::string::npos ? "" : one.substr(b, e - b + 1);
+		MqttBroker m;
+		if (!parse_mqtt_url(one, m.host, m.port)) {
+			bad = one;
+			return false;
+		}
+		out.push_back(m);
+		if (comma == std::string::npos)
+			break;
+		start = comma + 1;
+	}
+	return true;
+}
+
 MqttClient::MqttClient(int epfd, uint64_t tag, Counters &counters, Deliver deliver)
     : epfd_(epfd), tag_(tag), c_(counters), deliver_(std::move(deliver)) {
 	held_.fill(0);
@@ -107,7 +128,8 @@ void MqttClient::configure(const MqttConfig &cfg) {
 	version_ = cfg.version == 4 ? mqtt::Version::V311 : mqtt::Version::V5;
 	decoder_.set_version(version_);
 	failures_ = 0;
-	state_ = cfg.host.empty() ? State::Off : State::Waiting;
+	target_ = 0;
+	state_ = cfg.brokers.empty() ? State::Off : State::Waiting;
 	next_attempt_us_ = mono_us();
 	if (state_ == State::Off && was_on)
 		log("MQTT is off");
@@ -147,7 +169,7 @@ void MqttClient::tick(int64_t now) {
 		delete gai_;
 		gai_ = nullptr;
 		if (r != 0 || res == nullptr) {
-			drop("cannot resolve " + cfg_.host + ": " + gai_strerror(r), true, now);
+			drop(std::string("cannot resolve: ") + gai_strerror(r), true, now);
 			return;
 		}
 		int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -200,8 +222,8 @@ void MqttClient::start_resolve(int64_t now) {
 	auto *hints = new addrinfo{};
 	hints->ai_family = AF_UNSPEC;
 	hints->ai_socktype = SOCK_STREAM;
-	gai_->ar_name = strdup(cfg_.host.c_str());
-	gai_->ar_service = strdup(std::to_string(cfg_.port).c_str());
+	gai_->ar_name = strdup(broker().host.c_str());
+	gai_->ar_service = strdup(std::to_string(broker().port).c_str());
 	gai_->ar_request = hints;
 	gaicb *list[1] = {gai_};
 	// GAI_NOWAIT: a slow DNS server must not hold up the listener.
@@ -211,7 +233,7 @@ void MqttClient::start_resolve(int64_t now) {
 		delete hints;
 		delete gai_;
 		gai_ = nullptr;
-		drop("cannot start resolving " + cfg_.host, true, now);
+		drop("cannot start resolving", true, now);
 		return;
 	}
 	state_ = State::Resolving;
@@ -233,8 +255,11 @@ void MqttClient::drop(const std::string &why, bool error, int64_t now) {
 	held_.fill(0);
 	paused_ = false;
 	ping_outstanding_ = false;
-	state_ = cfg_.host.empty() ? State::Off : State::Waiting;
+	state_ = cfg_.brokers.empty() ? State::Off : State::Waiting;
+	std::string from = cfg_.brokers.empty() ? std::string() : where();
 	if (error) {
+		if (cfg_.brokers.size() > 1)
+			target_ = (target_ + 1) % cfg_.brokers.size(); // the cluster's next node
 		failures_++;
 		int64_t backoff = kMinBackoffUs << std::min(failures_ - 1, 6);
 		next_attempt_us_ = now + int64_t(double(std::min(backoff, kMaxBackoffUs)) * jitter());
@@ -242,8 +267,10 @@ void MqttClient::drop(const std::string &why, bool error, int64_t now) {
 		next_attempt_us_ = now;
 	}
 	if (was_up || failures_ <= 1 || failures_ % 20 == 0)
-		log("MQTT broker " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " + why +
-		    (error ? "; trying again in " + std::to_string((next_attempt_us_ - now) / 1000) + " ms" : ""));
+		log("MQTT broker " + from + ": " + why +
+		    (error ? "; trying " + (cfg_.brokers.size() > 1 ? where() : std::string("again")) + " in " +
+		                 std::to_string((next_attempt_us_ - now) / 1000) + " ms"
+		           : ""));
 }
 
 void MqttClient::on_event(uint32_t ev) {
@@ -357,7 +384,7 @@ void MqttClient::process(int64_t now) {
 			ever_up_ = true;
 			if (p.server_keepalive != 0)
 				cfg_.keepalive_s = p.server_keepalive;
-			log(std::string("connected to MQTT broker ") + cfg_.host + ":" + std::to_string(cfg_.port) +
+			log("connected to MQTT broker " + where() +
 			    (version_ == mqtt::Version::V5 ? " (MQTT 5)" : " (MQTT 3.1.1)") +
 			    (p.session_present ? ", session resumed" : ", new session"));
 			// Always (again): the settings may name other topics now, and a

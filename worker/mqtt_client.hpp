@@ -26,9 +26,16 @@ struct gaicb;
 
 namespace lt {
 
-struct MqttConfig {
-	std::string host; // empty: MQTT off
+struct MqttBroker {
+	std::string host;
 	int port = 1883;
+	bool operator==(const MqttBroker &o) const { return host == o.host && port == o.port; }
+};
+
+struct MqttConfig {
+	// Empty: MQTT off. Several: nodes of one broker cluster, tried in turn
+	// when the connection to the current one fails.
+	std::vector<MqttBroker> brokers;
 	std::vector<std::string> topics;
 	std::string client_id;
 	std::string username, password;
@@ -37,13 +44,15 @@ struct MqttConfig {
 	uint32_t session_expiry_s = 7 * 24 * 3600;
 	uint16_t receive_maximum = 65535; // v5: unacknowledged messages the broker may send us
 	bool operator==(const MqttConfig &o) const {
-		return host == o.host && port == o.port && topics == o.topics && client_id == o.client_id &&
+		return brokers == o.brokers && topics == o.topics && client_id == o.client_id &&
 		       username == o.username && password == o.password && keepalive_s == o.keepalive_s && version == o.version;
 	}
 };
 
 // parse_mqtt_url("mqtt://host:port") -> host, port; false if it is not one.
 bool parse_mqtt_url(const std::string &url, std::string &host, int &port);
+// "mqtt://a:1883, mqtt://b:1884" -> brokers; false (and `bad` set) at the first that is not one.
+bool parse_mqtt_urls(const std::string &list, std::vector<MqttBroker> &out, std::string &bad);
 
 class MqttClient {
 public:
@@ -100,6 +109,9 @@ private:
 	int64_t last_sent_us_ = 0;
 	bool ping_outstanding_ = false;
 	int failures_ = 0;
+	size_t target_ = 0; // index into cfg_.brokers
+	const MqttBroker &broker() const { return cfg_.brokers[target_]; }
+	std::string where() const { return broker().host + ":" + std::to_string(broker().port); }
 	uint16_t next_id_ = 1;
 	gaicb *gai_ = nullptr;
 	struct Pending {

@@ -204,6 +204,14 @@ TEST(MqttUrl, Parse) {
 	EXPECT_FALSE(parse_mqtt_url("tcp://x:1", h, p));
 	EXPECT_FALSE(parse_mqtt_url("mqtt://x:0", h, p));
 	EXPECT_FALSE(parse_mqtt_url("mqtt://:1883", h, p));
+	std::vector<MqttBroker> b;
+	std::string bad;
+	ASSERT_TRUE(parse_mqtt_urls("mqtt://a:1, mqtt://b", b, bad));
+	ASSERT_EQ(b.size(), 2u);
+	EXPECT_EQ(b[1].host, "b");
+	EXPECT_EQ(b[1].port, 1883);
+	EXPECT_FALSE(parse_mqtt_urls("mqtt://a:1,b:2", b, bad));
+	EXPECT_EQ(bad, "b:2");
 }
 
 // ---- the client in the engine, against a fake broker -------------------------
@@ -244,8 +252,7 @@ protected:
 	}
 
 	void start_mqtt(uint64_t ring_cap = 1024, int keepalive = 30, int version = 0) {
-		cfg.mqtt.host = "127.0.0.1";
-		cfg.mqtt.port = broker_port;
+		cfg.mqtt.brokers = {MqttBroker{"127.0.0.1", broker_port}};
 		cfg.mqtt.topics = {"livetrack/+/+"};
 		cfg.mqtt.client_id = "livetrack-test";
 		cfg.mqtt.keepalive_s = keepalive;
@@ -510,7 +517,7 @@ TEST_F(MqttEngineTest, BrokerDownAtStartIsRetried) {
 	udp_send(fix_json(5));
 	ASSERT_TRUE(pump_until([&] { return ring.size() == 1; }));
 	EXPECT_FALSE(eng->mqtt_connected());
-	listen_broker(cfg.mqtt.port);
+	listen_broker(cfg.mqtt.brokers[0].port);
 	ASSERT_TRUE(accept_listener(5000));
 	handshake();
 	EXPECT_TRUE(eng->mqtt_connected());
@@ -530,4 +537,19 @@ TEST_F(MqttEngineTest, KeepAlivePingsAndASilentBrokerIsLeft) {
 	// No PINGRESP this time: within the keep-alive the listener gives up.
 	ASSERT_TRUE(pump_until([&] { return !eng->mqtt_connected(); }, 2500));
 	ASSERT_TRUE(accept_listener(3000));
+}
+
+TEST_F(MqttEngineTest, TheNextNodeOfAClusterIsTriedWhenOneIsDown) {
+	int dead = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); // bound, never listening: connections are refused
+	sockaddr_in a = addr_of("127.0.0.1", 0);
+	ASSERT_EQ(bind(dead, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+	socklen_t len = sizeof a;
+	getsockname(dead, reinterpret_cast<sockaddr *>(&a), &len);
+	cfg.mqtt.brokers = {MqttBroker{"127.0.0.1", ntohs(a.sin_port)}, MqttBroker{"127.0.0.1", broker_port}};
+	cfg.mqtt.topics = {"livetrack/+/+"};
+	cfg.mqtt.client_id = "livetrack-test";
+	start();
+	ASSERT_TRUE(accept_listener(3000));
+	handshake();
+	::close(dead);
 }

@@ -1,6 +1,7 @@
 // livetrack-sim: a fleet of simulated drivers sending GPS fixes to livetrack
-// over UDP or TCP, binary (SPEC 2.1) or JSON lines (SPEC 2.2), with optional
-// latency probes through SQL. See usage() for the options.
+// over UDP or TCP, binary (SPEC 2.1) or JSON lines (SPEC 2.2), or publishing
+// them to an MQTT broker (SPEC 7), with optional latency probes through SQL.
+// See usage() for the options.
 //
 // Threads: one sender per connection (UDP: per socket), each owning the
 // drivers i with i % connections == its index and pacing itself on an absolute
@@ -17,9 +18,12 @@
 #include <deque>
 #include <thread>
 
+#include "core/mqtt.hpp"
 #include "core/wire.hpp"
 #include "fleet.hpp"
+#include "mqtt_pub.hpp"
 #include "util.hpp"
+#include "worker/mqtt_client.hpp"
 
 namespace {
 
@@ -51,6 +55,12 @@ struct Options {
 	bool summary_json = false;
 	std::string probe_dsn;
 	double probe_warmup = 0; // seconds of probes left out of the figures
+	std::vector<lt::MqttBroker> mqtt; // empty: UDP/TCP to --host/--port
+	std::string topic = "livetrack/sim";
+	sim::MqttPayload payload = sim::MqttPayload::Binary;
+	uint32_t window = 1000; // unacknowledged QoS 1 messages per MQTT connection (and the broker's Receive Maximum)
+	std::string acked_log;
+	int mqtt_version = 0; // 0: 5, or 3.1.1 if the broker asks; 4 or 5
 };
 
 void usage() {
@@ -77,7 +87,17 @@ void usage() {
 	    "  --report S           status line every S s; 0 = only the summary (1)\n"
 	    "  --summary-json       final summary as one JSON object on stdout\n"
 	    "  --probe-dsn DSN      measure receipt->visible and receipt->committed latency\n"
-	    "  --probe-warmup S     leave probes of the first S s out of the figures (0)\n",
+	    "  --probe-warmup S     leave probes of the first S s out of the figures (0)\n"
+	    "  --mqtt URL[,URL...]  publish to an MQTT broker (mqtt://host:port) at QoS 1\n"
+	    "                       instead; on a lost connection the next URL is tried\n"
+	    "  --topic PREFIX       MQTT topic prefix; each fix goes to PREFIX/<driver_id>\n"
+	    "                       (livetrack/sim)\n"
+	    "  --format owntracks   (MQTT) OwnTracks location objects; binary and json\n"
+	    "                       publish one record or one JSON object per message\n"
+	    "  --window N           (MQTT) unacknowledged messages per connection (1000),\n"
+	    "                       and never more than the broker's Receive Maximum\n"
+	    "  --mqtt-version 4|5   (MQTT) protocol level; default 5, falling back to 3.1.1\n"
+	    "  --acked-log FILE     (MQTT) write \"driver_id ts_ms\" per acknowledged fix\n",
 	    stderr);
 }
 
@@ -122,9 +142,11 @@ Options parse(int argc, char **argv) {
 			o.tcp = v == "tcp";
 		} else if (a == "--format") {
 			std::string v = val();
-			if (v != "binary" && v != "json")
-				die("--format: binary or json");
+			if (v != "binary" && v != "json" && v != "owntracks")
+				die("--format: binary, json or owntracks");
 			o.json = v == "json";
+			o.payload = v == "json" ? sim::MqttPayload::Json
+			            : v == "owntracks" ? sim::MqttPayload::OwnTracks : sim::MqttPayload::Binary;
 		} else if (a == "--batch") {
 			o.batch = int(tool::parse_uint(a, val(), 1, kMaxJsonBatch));
 		} else if (a == "--connections") {
@@ -158,10 +180,30 @@ Options parse(int argc, char **argv) {
 			o.probe_dsn = val();
 		} else if (a == "--probe-warmup") {
 			o.probe_warmup = tool::parse_double(a, val(), 0, 86400);
+		} else if (a == "--mqtt") {
+			std::string bad;
+			if (!lt::parse_mqtt_urls(val(), o.mqtt, bad))
+				die("--mqtt: '%s' is not mqtt://host[:port]", bad.c_str());
+		} else if (a == "--topic") {
+			o.topic = val();
+			while (!o.topic.empty() && o.topic.back() == '/')
+				o.topic.pop_back();
+			if (o.topic.empty() || o.topic.find_first_of("+#") != std::string::npos)
+				die("--topic: a topic prefix without wildcards");
+		} else if (a == "--window") {
+			o.window = uint32_t(tool::parse_uint(a, val(), 1, 65535));
+		} else if (a == "--mqtt-version") {
+			o.mqtt_version = int(tool::parse_uint(a, val(), 4, 5));
+		} else if (a == "--acked-log") {
+			o.acked_log = val();
 		} else {
 			die("unknown option %s (see --help)", a.c_str());
 		}
 	}
+	if (o.payload == sim::MqttPayload::OwnTracks && o.mqtt.empty())
+		die("--format owntracks: only with --mqtt");
+	if (!o.mqtt.empty() && (o.tcp || o.batch != 1 || !o.probe_dsn.empty()))
+		die("--mqtt: one fix per message, without --proto, --batch or --probe-dsn");
 	if (!o.json && o.batch > int(lt::wire::kMaxCount))
 		die("--batch: a binary message holds at most %d records", int(lt::wire::kMaxCount));
 	if (o.drivers < uint64_t(o.connections))
@@ -261,6 +303,7 @@ size_t json_line(char *out, size_t cap, const lt::Fix &f) {
 struct alignas(64) Stats {
 	std::atomic<uint64_t> records{0}, messages{0}, acked_records{0}, accepted{0}, partial{0}, rejected{0},
 	    send_errors{0}, ack_order_errors{0};
+	std::atomic<uint64_t> reconnects{0}; // MQTT: sessions after the first
 	std::atomic<int64_t> last_ack_us{0}; // monotonic time of the newest ACK
 	std::atomic<bool> done{false}, failed{false};
 };
@@ -537,6 +580,194 @@ void run_tcp(Worker &w, const Addr &addr, int64_t start, int64_t end) {
 	close(fd);
 }
 
+FILE *g_acked_log = nullptr; // --acked-log: "driver_id ts_ms" per acknowledged fix (stdio locks it)
+
+// MQTT: one client per thread publishing its drivers' fixes at QoS 1 on the
+// same schedule as UDP/TCP, at most min(--window, Receive Maximum)
+// unacknowledged. On a lost connection, the next broker of --mqtt is tried
+// after 200 ms with a new session; what was in flight counts as lost (the
+// broker may or may not have taken it), never as acknowledged.
+void run_mqtt(Worker &w, int64_t start, int64_t end) {
+	const Options &o = *w.o;
+	namespace m = lt::mqtt;
+	struct Flight {
+		uint64_t driver;
+		int64_t ts;
+	};
+	std::vector<Flight> flight(65536);
+	std::deque<uint16_t> order; // packet ids in flight, oldest first
+	uint16_t next_id = 1;
+	uint64_t scheduled = 0;
+	size_t target = size_t(w.index) % o.mqtt.size();
+	int version = o.mqtt_version ? o.mqtt_version : 5;
+	bool ever_up = false;
+	int64_t drain_deadline = 0;
+	while (tool::signals() < 2) {
+		// Connect (again).
+		const lt::MqttBroker &t = o.mqtt[target];
+		std::string err;
+		Addr a = resolve(t.host, t.port);
+		int fd = tcp_connect(a, err);
+		if (fd < 0) {
+			if (!sending(end))
+				break;
+			std::fprintf(stderr, "sim[%d]: mqtt %s:%d: %s\n", w.index, t.host.c_str(), t.port, err.c_str());
+			target = (target + 1) % o.mqtt.size();
+			tool::sleep_until(lt::mono_us() + 200000);
+			continue;
+		}
+		m::ConnectOptions co;
+		co.version = version == 4 ? m::Version::V311 : m::Version::V5;
+		co.client_id = "livetrack-sim-" + std::to_string(getpid()) + "-" + std::to_string(w.index);
+		co.keepalive_s = 60;
+		co.clean_start = true;
+		std::string out = m::encode_connect(co), in;
+		size_t out_off = 0;
+		m::Decoder dec(co.version);
+		bool up = false, broken = false, retry_now = false;
+		uint32_t window = o.window;
+		int64_t last_sent = lt::mono_us();
+		while (!broken && tool::signals() < 2) {
+			int64_t now = lt::mono_us();
+			bool more = sending(end);
+			if (!more && drain_deadline == 0)
+				drain_deadline = now + kDrainUs;
+			if (!more && (order.empty() || now >= drain_deadline))
+				break;
+			int64_t wait_until = now + 100000;
+			while (up && more && order.size() < window && out.size() - out_off < kOutCap) {
+				if (w.rate > 0) {
+					int64_t due = w.due(start, scheduled);
+					if (due > now) {
+						wait_until = std::min(wait_until, due);
+						break;
+					}
+				}
+				fleet::Driver &d = w.pick();
+				lt::Fix f = fleet::next_fix(d, o.city, w.rng, lt::now_us());
+				std::string topic = o.topic + "/" + std::to_string(f.driver_id);
+				while (flight[next_id].driver != 0 || next_id == 0)
+					next_id++;
+				out += m::encode_publish(co.version, topic, sim::mqtt_payload(f, o.payload), 1, next_id);
+				flight[next_id] = Flight{f.driver_id, f.ts_ms};
+				order.push_back(next_id++);
+				scheduled++;
+				w.st.records.fetch_add(1, std::memory_order_relaxed);
+				w.st.messages.fetch_add(1, std::memory_order_relaxed);
+			}
+			if (up && now - last_sent > 30000000 && out_off == out.size())
+				out += m::encode_pingreq();
+			if (out_off < out.size()) {
+				ssize_t n = send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+				if (n > 0) {
+					out_off += size_t(n);
+					last_sent = now;
+					if (out_off == out.size()) {
+						out.clear();
+						out_off = 0;
+					}
+				} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+					broken = true;
+					break;
+				}
+			}
+			char buf[65536];
+			for (;;) {
+				ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+				if (n > 0) {
+					in.append(buf, size_t(n));
+					continue;
+				}
+				if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+					broken = true;
+				break;
+			}
+			size_t off = 0;
+			for (;;) {
+				m::Packet p;
+				size_t used = 0;
+				auto st = dec.next(reinterpret_cast<const uint8_t *>(in.data()) + off, in.size() - off, &used, p);
+				if (st == m::Decoder::Status::NeedMore)
+					break;
+				if (st == m::Decoder::Status::Error) {
+					std::fprintf(stderr, "sim[%d]: mqtt protocol error: %s\n", w.index, dec.error());
+					broken = true;
+					break;
+				}
+				off += used;
+				if (p.type == m::kConnack) {
+					if (p.short_connack && co.version == m::Version::V5 && o.mqtt_version == 0) {
+						version = 4; // a 3.1.1 broker (nats-server): again at once, in its version
+						retry_now = broken = true;
+						break;
+					}
+					if (p.reason != 0) {
+						std::fprintf(stderr, "sim[%d]: mqtt broker refused the connection (0x%02x)\n", w.index, p.reason);
+						broken = true;
+						break;
+					}
+					up = true;
+					window = std::min<uint32_t>(o.window, p.receive_maximum);
+					if (ever_up)
+						w.st.reconnects.fetch_add(1, std::memory_order_relaxed);
+					ever_up = true;
+				} else if (p.type == m::kPuback) {
+					Flight &fl = flight[p.packet_id];
+					if (fl.driver == 0)
+						continue; // not ours (any more)
+					if (p.reason >= 0x80)
+						w.st.rejected.fetch_add(1, std::memory_order_relaxed);
+					else {
+						w.st.acked_records.fetch_add(1, std::memory_order_relaxed);
+						if (g_acked_log)
+							std::fprintf(g_acked_log, "%llu %lld\n", (unsigned long long)fl.driver, (long long)fl.ts);
+					}
+					fl.driver = 0;
+					// Brokers acknowledge in order; drop ids acknowledged (or skipped) from the front.
+					while (!order.empty() && flight[order.front()].driver == 0)
+						order.pop_front();
+					w.st.last_ack_us.store(lt::mono_us(), std::memory_order_relaxed);
+					if (drain_deadline)
+						drain_deadline = lt::mono_us() + kDrainUs;
+				} else if (p.type == m::kDisconnect) {
+					broken = true;
+					break;
+				}
+			}
+			in.erase(0, off);
+			if (broken)
+				break;
+			bool can_send = up && more && order.size() < window;
+			if (can_send && w.rate == 0 && out_off == out.size())
+				continue;
+			pollfd pf{fd, short(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+			if (more && end)
+				wait_until = std::min(wait_until, end);
+			int64_t wait_us = std::max<int64_t>(0, wait_until - lt::mono_us());
+			timespec ts{time_t(wait_us / 1000000), long(wait_us % 1000000) * 1000};
+			if (ppoll(&pf, 1, &ts, nullptr) < 0 && errno != EINTR)
+				broken = true;
+		}
+		close(fd);
+		// In flight at the break: the broker may have it or not; not ours to count.
+		for (uint16_t id : order)
+			if (flight[id].driver != 0) {
+				flight[id].driver = 0;
+				w.st.send_errors.fetch_add(1, std::memory_order_relaxed);
+			}
+		order.clear();
+		if (!broken || !sending(end))
+			break;
+		if (!retry_now) {
+			if (up)
+				std::fprintf(stderr, "sim[%d]: lost the connection to %s:%d; trying the next broker\n", w.index,
+				             t.host.c_str(), t.port);
+			target = (target + 1) % o.mqtt.size();
+			tool::sleep_until(lt::mono_us() + 200000);
+		}
+	}
+}
+
 struct Probe {
 	std::vector<double> visible_ms, committed_ms;
 	std::vector<double> poll_ms; // each poll's own round trip: part of every visible figure
@@ -703,7 +934,7 @@ void run_probe(const Options &o, const Addr &addr, Probe &p, int64_t start, int6
 
 struct Totals {
 	uint64_t records = 0, messages = 0, acked = 0, accepted = 0, partial = 0, rejected = 0, send_errors = 0,
-	         order_errors = 0;
+	         order_errors = 0, reconnects = 0;
 	int64_t last_ack_us = 0;
 	int failed = 0;
 };
@@ -719,6 +950,7 @@ Totals totals(const std::vector<Worker> &ws) {
 		t.rejected += w.st.rejected.load();
 		t.send_errors += w.st.send_errors.load();
 		t.order_errors += w.st.ack_order_errors.load();
+		t.reconnects += w.st.reconnects.load();
 		t.failed += w.st.failed.load() ? 1 : 0;
 		t.last_ack_us = std::max(t.last_ack_us, w.st.last_ack_us.load());
 	}
@@ -731,6 +963,8 @@ int main(int argc, char **argv) {
 	Options o = parse(argc, argv);
 	tool::install_signals();
 	Addr addr = resolve(o.host, o.port);
+	if (!o.acked_log.empty() && !(g_acked_log = std::fopen(o.acked_log.c_str(), "w")))
+		die("--acked-log %s: %s", o.acked_log.c_str(), std::strerror(errno));
 	FILE *human = o.summary_json ? stderr : stdout;
 
 	// Drivers are made from one generator so the fleet does not depend on --connections.
@@ -761,7 +995,9 @@ int main(int argc, char **argv) {
 	for (Worker &w : ws)
 		threads.emplace_back([&w, &addr, start, end] {
 			tool::sleep_until(start);
-			if (w.o->tcp)
+			if (!w.o->mqtt.empty())
+				run_mqtt(w, start, end);
+			else if (w.o->tcp)
 				run_tcp(w, addr, start, end);
 			else
 				run_udp(w, addr, start, end);
@@ -789,7 +1025,7 @@ int main(int argc, char **argv) {
 			double dt = double(now - last_t) / 1e6;
 			std::fprintf(stderr, "[%7.1fs] sent %llu (%.0f/s)", double(now - start) / 1e6,
 			             (unsigned long long)t.records, double(t.records - last.records) / dt);
-			if (o.tcp)
+			if (o.tcp || !o.mqtt.empty())
 				std::fprintf(stderr, "  acked %llu (%.0f/s)", (unsigned long long)t.acked,
 				             double(t.acked - last.acked) / dt);
 			if (!o.probe_dsn.empty())
@@ -815,10 +1051,19 @@ int main(int argc, char **argv) {
 	// ACKs keep coming after sending stops: their rate is over start -> last ACK.
 	double ack_secs = t.last_ack_us > start ? double(t.last_ack_us - start) / 1e6 : NAN;
 
+	const bool mqtt = !o.mqtt.empty();
+	static const char *const payloads[] = {"binary", "json", "owntracks"};
 	std::fprintf(human, "livetrack-sim: %.2f s, %llu records in %llu messages, %.0f records/s (%s %s, batch %d)\n",
-	             secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate, o.tcp ? "tcp" : "udp",
-	             o.json ? "json" : "binary", o.batch);
-	if (t.send_errors)
+	             secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
+	             mqtt ? "mqtt qos 1" : o.tcp ? "tcp" : "udp", mqtt ? payloads[int(o.payload)] : o.json ? "json" : "binary",
+	             o.batch);
+	if (mqtt)
+		std::fprintf(human,
+		             "  the broker acknowledged %llu (%.0f/s until the last PUBACK), refused %llu; in flight when a "
+		             "connection broke: %llu; reconnects: %llu\n",
+		             (unsigned long long)t.acked, double(t.acked) / ack_secs, (unsigned long long)t.rejected,
+		             (unsigned long long)t.send_errors, (unsigned long long)t.reconnects);
+	else if (t.send_errors)
 		std::fprintf(human, "  send errors: %llu\n", (unsigned long long)t.send_errors);
 	if (o.tcp)
 		std::fprintf(human,
@@ -835,24 +1080,26 @@ int main(int argc, char **argv) {
 		             tool::percentile(pc, .5), tool::percentile(pc, .99), tool::percentile(pc, 1),
 		             tool::percentile(pp, .5), tool::percentile(pp, .99));
 	if (o.summary_json) {
-		auto tcp_num = [&](uint64_t v) { return o.tcp ? std::to_string(v) : std::string("null"); };
+		auto tcp_num = [&](uint64_t v) { return o.tcp || mqtt ? std::to_string(v) : std::string("null"); };
 		std::printf("{\"seconds\":%.3f,\"records_sent\":%llu,\"messages_sent\":%llu,\"rate\":%.1f,"
 		            "\"acked_records\":%s,\"acked_seconds\":%s,\"accepted_records\":%s,\"partial_messages\":%s,\"rejected_messages\":%s,"
 		            "\"ack_order_errors\":%s,\"send_errors\":%llu,\"failed_connections\":%d,"
 		            "\"probe_visible_p50_ms\":%s,\"probe_visible_p99_ms\":%s,\"probe_visible_max_ms\":%s,"
 		            "\"probe_committed_p50_ms\":%s,\"probe_committed_p99_ms\":%s,\"probe_committed_max_ms\":%s,"
 		            "\"probe_poll_p50_ms\":%s,\"probe_poll_p99_ms\":%s,"
-		            "\"probes\":%llu,\"probes_timed_out\":%llu}\n",
+		            "\"probes\":%llu,\"probes_timed_out\":%llu,\"reconnects\":%llu}\n",
 		            secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
-		            tcp_num(t.acked).c_str(), tool::json_num(ack_secs).c_str(), tcp_num(t.accepted).c_str(), tcp_num(t.partial).c_str(),
+		            tcp_num(t.acked).c_str(), tool::json_num(ack_secs).c_str(), o.tcp ? tcp_num(t.accepted).c_str() : "null", tcp_num(t.partial).c_str(),
 		            tcp_num(t.rejected).c_str(), tcp_num(t.order_errors).c_str(), (unsigned long long)t.send_errors,
 		            t.failed, tool::json_num(tool::percentile(pv, .5)).c_str(),
 		            tool::json_num(tool::percentile(pv, .99)).c_str(), tool::json_num(tool::percentile(pv, 1)).c_str(),
 		            tool::json_num(tool::percentile(pc, .5)).c_str(), tool::json_num(tool::percentile(pc, .99)).c_str(),
 		            tool::json_num(tool::percentile(pc, 1)).c_str(), tool::json_num(tool::percentile(pp, .5)).c_str(),
 		            tool::json_num(tool::percentile(pp, .99)).c_str(), (unsigned long long)probe.sent.load(),
-		            (unsigned long long)probe.timed_out.load());
+		            (unsigned long long)probe.timed_out.load(), (unsigned long long)t.reconnects);
 	}
 	std::fflush(stdout);
+	if (g_acked_log)
+		std::fclose(g_acked_log);
 	return t.failed == int(ws.size()) || t.order_errors || probe.failed ? 1 : 0;
 }
