@@ -74,6 +74,8 @@ struct LtControl {
 	lt::Counters counters_base;
 	lt::Histogram flush_latency_base;
 	lt::Histogram visible_latency_base;
+	lt::Histogram mqtt_ack_latency_us; // MQTT message taken -> its PUBACK sent, per message (listener)
+	lt::Histogram mqtt_ack_latency_base;
 	uint64 last_flush_us;           // Unix µs of the last commit
 	uint64 last_flush_records;
 	uint64 last_flush_max_latency_us;

@@ -54,6 +54,8 @@ void lt_stats_collect(LtStatFn put, void *arg) {
 	put(arg, "flush_latency_p99_us", ctl->flush_latency_us.quantile(0.99, &ctl->flush_latency_base), false);
 	put(arg, "visible_latency_p50_us", ctl->visible_latency_us.quantile(0.50, &ctl->visible_latency_base), false);
 	put(arg, "visible_latency_p99_us", ctl->visible_latency_us.quantile(0.99, &ctl->visible_latency_base), false);
+	put(arg, "mqtt_ack_latency_p50_us", ctl->mqtt_ack_latency_us.quantile(0.50, &ctl->mqtt_ack_latency_base), false);
+	put(arg, "mqtt_ack_latency_p99_us", ctl->mqtt_ack_latency_us.quantile(0.99, &ctl->mqtt_ack_latency_base), false);
 	put(arg, "last_flush_records", lt::load_relaxed(ctl->last_flush_records), false);
 	put(arg, "last_flush_max_latency_us", lt::load_relaxed(ctl->last_flush_max_latency_us), false);
 	put(arg, "last_flush_duration_us", lt::load_relaxed(ctl->last_flush_duration_us), false);
@@ -96,5 +98,6 @@ LT_FUNCTION(livetrack_reset_stats) {
 	}
 	ctl->flush_latency_us.copy_to(ctl->flush_latency_base);
 	ctl->visible_latency_us.copy_to(ctl->visible_latency_base);
+	ctl->mqtt_ack_latency_us.copy_to(ctl->mqtt_ack_latency_base);
 	PG_RETURN_VOID();
 }

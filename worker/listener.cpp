@@ -400,6 +400,7 @@ void livetrack_listener_main(Datum) {
 		engine->set_keys(&lt_keys);
 		engine->set_ingest_mark(&lt_ctl->ingest_ring_mark);
 		engine->set_moved_feed(&lt_moved);
+		engine->set_mqtt_latency(&lt_ctl->mqtt_ack_latency_us);
 	});
 	MemoryContext loop_ctx = AllocSetContextCreate(TopMemoryContext, "livetrack listener", ALLOCSET_DEFAULT_SIZES);
 	WaitEventSet *set = NULL;

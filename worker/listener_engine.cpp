@@ -148,7 +148,7 @@ bool ListenerEngine::open(const EngineConfig &cfg, std::string &err) {
 	if (is_open()) {
 		mqtt_ = new MqttClient(epfd_, tag(kMqtt, 0), c_, [this](std::string_view t, std::string_view p, uint64_t *need) {
 			return mqtt_message(t, p, need);
-		});
+		}, mqtt_latency_);
 		mqtt_->configure(cfg.mqtt);
 	}
 	return is_open();

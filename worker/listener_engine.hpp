@@ -62,6 +62,8 @@ public:
 	void set_ingest_mark(uint64_t *mark) { ingest_mark_ = mark; }
 	// Where to append the live-table entry of each driver a fix moved.
 	void set_moved_feed(MovedFeed *feed) { moved_ = feed; }
+	// Where to record MQTT arrival -> PUBACK times (before open()).
+	void set_mqtt_latency(Histogram *h) { mqtt_latency_ = h; }
 
 	// Does everything that is ready, without blocking. With drain=true it reads
 	// every socket until the kernel has nothing more (wait_flushed()).
@@ -121,6 +123,7 @@ private:
 	bool any_paused_ = false;
 	std::unordered_map<int, uint32_t> udp_drops_seen_; // per UDP socket
 	MqttClient *mqtt_ = nullptr;
+	Histogram *mqtt_latency_ = nullptr;
 };
 
 } // namespace lt

@@ -83,8 +83,8 @@ bool parse_mqtt_urls(const std::string &list, std::vector<MqttBroker> &out, std:
 	return true;
 }
 
-MqttClient::MqttClient(int epfd, uint64_t tag, Counters &counters, Deliver deliver)
-    : epfd_(epfd), tag_(tag), c_(counters), deliver_(std::move(deliver)) {
+MqttClient::MqttClient(int epfd, uint64_t tag, Counters &counters, Deliver deliver, Histogram *ack_latency)
+    : epfd_(epfd), tag_(tag), c_(counters), deliver_(std::move(deliver)), ack_latency_(ack_latency) {
 	held_.fill(0);
 	jitter_state ^= uint64_t(getpid()) * 0x100000001B3ull ^ uint64_t(mono_us());
 	if (jitter_state == 0)
@@ -358,7 +358,7 @@ void MqttClient::process(int64_t now) {
 				}
 				bump(c_.mqtt_messages);
 				if (p.qos == 1) {
-					pending_.push_back(Pending{need, p.packet_id});
+					pending_.push_back(Pending{need, now, p.packet_id});
 					held_[p.packet_id >> 6] |= uint64_t(1) << (p.packet_id & 63);
 				}
 			}
@@ -430,8 +430,11 @@ void MqttClient::committed(uint64_t watermark) {
 	if (state_ != State::Up)
 		return;
 	size_t n = 0;
+	int64_t now = mono_us();
 	while (!pending_.empty() && pending_.front().need <= watermark) {
 		uint16_t id = pending_.front().packet_id;
+		if (ack_latency_)
+			ack_latency_->add(uint64_t(std::max<int64_t>(0, now - pending_.front().arrived_us)));
 		held_[id >> 6] &= ~(uint64_t(1) << (id & 63));
 		out_ += mqtt::encode_puback(id);
 		pending_.pop_front();
@@ -439,7 +442,7 @@ void MqttClient::committed(uint64_t watermark) {
 	}
 	if (n > 0) {
 		bump(c_.mqtt_acks, n);
-		last_sent_us_ = mono_us();
+		last_sent_us_ = now;
 		flush();
 	}
 }

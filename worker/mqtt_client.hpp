@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../core/counters.hpp"
+#include "../core/histogram.hpp"
 #include "../core/mqtt.hpp"
 
 struct gaicb;
@@ -42,7 +43,10 @@ struct MqttConfig {
 	int keepalive_s = 30;
 	int version = 0; // 0: 5, falling back to 3.1.1 if the broker asks; 4 or 5: only that
 	uint32_t session_expiry_s = 7 * 24 * 3600;
-	uint16_t receive_maximum = 65535; // v5: unacknowledged messages the broker may send us
+	// v5: unacknowledged messages the broker may send us. Half the packet-id
+	// space: a broker that hands out ids by counting (mosquitto) cannot come
+	// round to one we still hold.
+	uint16_t receive_maximum = 32768;
 	bool operator==(const MqttConfig &o) const {
 		return brokers == o.brokers && topics == o.topics && client_id == o.client_id &&
 		       username == o.username && password == o.password && keepalive_s == o.keepalive_s && version == o.version;
@@ -61,7 +65,9 @@ public:
 	// the commit watermark after which it may be acknowledged.
 	using Deliver = std::function<bool(std::string_view topic, std::string_view payload, uint64_t *need)>;
 
-	MqttClient(int epfd, uint64_t epoll_tag, Counters &counters, Deliver deliver);
+	// ack_latency (optional) receives, per QoS 1 message, the time from its
+	// arrival to its PUBACK going out.
+	MqttClient(int epfd, uint64_t epoll_tag, Counters &counters, Deliver deliver, Histogram *ack_latency = nullptr);
 	~MqttClient();
 	MqttClient(const MqttClient &) = delete;
 	MqttClient &operator=(const MqttClient &) = delete;
@@ -94,6 +100,7 @@ private:
 	uint64_t tag_;
 	Counters &c_;
 	Deliver deliver_;
+	Histogram *ack_latency_;
 	MqttConfig cfg_;
 	mqtt::Version version_ = mqtt::Version::V5;
 	mqtt::Decoder decoder_;
@@ -116,6 +123,7 @@ private:
 	gaicb *gai_ = nullptr;
 	struct Pending {
 		uint64_t need;
+		int64_t arrived_us; // monotonic
 		uint16_t packet_id;
 	};
 	std::deque<Pending> pending_;

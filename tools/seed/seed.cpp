@@ -3,14 +3,28 @@
 // into a plain PostGIS table, each INSERT its own autocommit transaction.
 // Pings come from the simulator's movement model (tools/sim/fleet.hpp).
 //
+// With --mqtt the pings come from an MQTT broker instead, through a QoS 1
+// subscriber that acknowledges on receipt (see MqttFeed).
+//
 // Measures rows/s and the latency from a row entering the buffer to the
 // commit of its INSERT (exact p50/p99). With --rate R rows arrive on a
 // schedule and wait in the buffer until it is full; by default (max) the
 // buffer fills instantly and the latency is the INSERT's own.
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 
 #include "../sim/fleet.hpp"
 #include "../sim/util.hpp"
+#include "core/http_ingest.hpp"
+#include "core/mqtt.hpp"
+#include "worker/mqtt_client.hpp"
 
 namespace {
 
@@ -35,6 +49,8 @@ struct Options {
 	uint64_t id_base = 1;
 	uint64_t seed = 1;
 	double report = 1;
+	std::vector<lt::MqttBroker> mqtt; // empty: generate the pings
+	std::string topics = "livetrack/+/+";
 };
 
 void usage() {
@@ -51,7 +67,10 @@ void usage() {
 	           "  --radius-km R          city radius (15)\n"
 	           "  --id-base B, --seed X  first driver id (1), random seed (1)\n"
 	           "  --report S             status line every S s; 0 = only the summary (1)\n"
-	           "  --summary-json         final summary as one JSON object on stdout\n",
+	           "  --summary-json         final summary as one JSON object on stdout\n"
+	           "  --mqtt URL             take the pings from an MQTT broker (mqtt://host:port),\n"
+	           "                         subscribed at QoS 1 and acknowledged on receipt\n"
+	           "  --topics F             MQTT topic filter (livetrack/+/+)\n",
 	           stderr);
 }
 
@@ -113,6 +132,12 @@ Options parse(int argc, char **argv) {
 			o.id_base = tool::parse_uint(a, val(), 1, (1ull << 62));
 		} else if (a == "--seed") {
 			o.seed = tool::parse_uint(a, val(), 0, ~0ull);
+		} else if (a == "--mqtt") {
+			std::string bad;
+			if (!lt::parse_mqtt_urls(val(), o.mqtt, bad) || o.mqtt.size() != 1)
+				die("--mqtt: one mqtt://host[:port]");
+		} else if (a == "--topics") {
+			o.topics = val();
 		} else if (a == "--report") {
 			o.report = tool::parse_double(a, val(), 0, 86400);
 		} else {
@@ -162,6 +187,133 @@ uint64_t bits(float f) {
 	std::memcpy(&u, &f, 4);
 	return u;
 }
+
+// --mqtt: what the systems livetrack replaces run between the broker and
+// Postgres: a subscriber (QoS 1, clean session) that acknowledges each
+// message on receipt, as libmosquitto and Paho do, and hands the fixes to
+// the INSERT loop through a buffer. A crash loses what is buffered.
+class MqttFeed {
+public:
+	MqttFeed(const Options &o) : o_(o) {}
+	void start(int64_t end) {
+		thread_ = std::thread([this, end] { run(end); });
+	}
+	void join() {
+		if (thread_.joinable())
+			thread_.join();
+	}
+	// Up to n fixes with their arrival times, waiting until n are there or `end`.
+	size_t take(size_t n, int64_t end, std::vector<std::pair<lt::Fix, int64_t>> &out) {
+		std::unique_lock<std::mutex> l(mu_);
+		while (q_.size() < n && !done_ && lt::mono_us() < end && tool::signals() == 0)
+			cv_.wait_for(l, std::chrono::milliseconds(50));
+		if (q_.size() < n)
+			return 0;
+		out.assign(q_.begin(), q_.begin() + long(n));
+		q_.erase(q_.begin(), q_.begin() + long(n));
+		return n;
+	}
+	uint64_t received() const { return received_.load(); }
+	size_t left() {
+		std::lock_guard<std::mutex> l(mu_);
+		return q_.size();
+	}
+	bool failed() const { return failed_.load(); }
+
+private:
+	void run(int64_t end) {
+		namespace m = lt::mqtt;
+		addrinfo hints{}, *res = nullptr;
+		hints.ai_socktype = SOCK_STREAM;
+		const lt::MqttBroker &b = o_.mqtt[0];
+		int fd = -1;
+		if (getaddrinfo(b.host.c_str(), std::to_string(b.port).c_str(), &hints, &res) == 0) {
+			fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+				close(fd);
+				fd = -1;
+			}
+			freeaddrinfo(res);
+		}
+		if (fd < 0) {
+			std::fprintf(stderr, "seed: cannot connect to the MQTT broker %s:%d\n", b.host.c_str(), b.port);
+			return finish(true);
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		m::ConnectOptions co;
+		co.version = m::Version::V311;
+		co.client_id = "livetrack-seed-" + std::to_string(getpid());
+		co.clean_start = true;
+		std::string out = m::encode_connect(co) + m::encode_subscribe(co.version, 1, {o_.topics}, 1), in;
+		m::Decoder dec(co.version);
+		lt::Policy policy{lt::AuthMode::Off, {INT32_MAX, INT32_MAX}};
+		while (lt::mono_us() < end && tool::signals() == 0) {
+			if (!out.empty()) {
+				ssize_t n = send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+				if (n < 0)
+					break;
+				out.erase(0, size_t(n));
+			}
+			pollfd p{fd, POLLIN, 0};
+			if (poll(&p, 1, 100) <= 0)
+				continue;
+			char buf[65536];
+			ssize_t n = recv(fd, buf, sizeof buf, 0);
+			if (n <= 0)
+				break;
+			in.append(buf, size_t(n));
+			int64_t arrived = lt::mono_us();
+			size_t off = 0;
+			std::vector<std::pair<lt::Fix, int64_t>> got;
+			for (;;) {
+				m::Packet pk;
+				size_t used = 0;
+				auto st = dec.next(reinterpret_cast<const uint8_t *>(in.data()) + off, in.size() - off, &used, pk);
+				if (st != m::Decoder::Status::Packet) {
+					if (st == m::Decoder::Status::Error)
+						std::fprintf(stderr, "seed: MQTT protocol error: %s\n", dec.error());
+					break;
+				}
+				off += used;
+				if (pk.type != m::kPublish)
+					continue;
+				if (pk.qos == 1)
+					out += m::encode_puback(pk.packet_id); // on receipt: the seeds' clients do
+				lt::http::IngestResult r;
+				lt::http::parse_mqtt(pk.topic, pk.payload, policy, lt::now_us() / 1000, nullptr, r);
+				for (const lt::Fix &f : r.fixes)
+					got.emplace_back(f, arrived);
+				received_.fetch_add(1, std::memory_order_relaxed);
+			}
+			in.erase(0, off);
+			if (!got.empty()) {
+				std::lock_guard<std::mutex> l(mu_);
+				q_.insert(q_.end(), got.begin(), got.end());
+				cv_.notify_all();
+			}
+		}
+		close(fd);
+		finish(false);
+	}
+	void finish(bool failed) {
+		std::lock_guard<std::mutex> l(mu_);
+		done_ = true;
+		failed_ = failed;
+		cv_.notify_all();
+	}
+
+	const Options &o_;
+	std::thread thread_;
+	std::mutex mu_;
+	std::condition_variable cv_;
+	std::deque<std::pair<lt::Fix, int64_t>> q_;
+	bool done_ = false;
+	std::atomic<bool> failed_{false};
+	std::atomic<uint64_t> received_{0};
+};
+
+MqttFeed *g_feed = nullptr;
 
 // One connection: generates pings for its drivers, buffers `rows` of them,
 // INSERTs, repeats until the end.
@@ -229,9 +381,12 @@ struct Worker {
 			}
 		}
 		uint64_t generated = 0;
+		std::vector<std::pair<lt::Fix, int64_t>> fed;
 		while (tool::signals() == 0 && lt::mono_us() < end) {
 			int64_t now = lt::mono_us();
-			if (rate > 0) {
+			if (g_feed && g_feed->take(nrows, end, fed) == 0)
+				break; // the end, or the feed stopped: what is buffered is not written
+			if (rate > 0 && !g_feed) {
 				// Wait until the last row of this buffer has arrived.
 				int64_t full_at = start + int64_t(double(generated + uint64_t(n)) * 1e6 / rate);
 				if (full_at > now) {
@@ -241,10 +396,17 @@ struct Worker {
 			}
 			int64_t wall_minus_mono = lt::now_us() - lt::mono_us();
 			for (int i = 0; i < n; i++) {
-				int64_t arrived = rate > 0 ? start + int64_t(double(generated + uint64_t(i)) * 1e6 / rate) : lt::mono_us();
-				buffered[size_t(i)] = arrived;
-				lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, arrived + wall_minus_mono);
-				next = (next + 1) % drivers.size();
+				lt::Fix f;
+				if (g_feed) {
+					f = fed[size_t(i)].first;
+					buffered[size_t(i)] = fed[size_t(i)].second;
+				} else {
+					int64_t arrived =
+					    rate > 0 ? start + int64_t(double(generated + uint64_t(i)) * 1e6 / rate) : lt::mono_us();
+					buffered[size_t(i)] = arrived;
+					f = fleet::next_fix(drivers[next], o->city, rng, arrived + wall_minus_mono);
+					next = (next + 1) % drivers.size();
+				}
 				uint64_t v[kCols] = {f.driver_id,
 				                     uint64_t(f.ts_ms * 1000 - tool::kPgEpochUnixUs),
 				                     bits(f.lon_e7 / 1e7),
@@ -323,6 +485,11 @@ int main(int argc, char **argv) {
 	}
 
 	int64_t start = lt::mono_us() + 10000, end = start + int64_t(o.duration * 1e6);
+	MqttFeed feed(o);
+	if (!o.mqtt.empty()) {
+		g_feed = &feed;
+		feed.start(end);
+	}
 	std::vector<std::thread> threads;
 	for (Worker &w : ws)
 		threads.emplace_back([&w, start, end] {
@@ -354,6 +521,7 @@ int main(int argc, char **argv) {
 	}
 	for (std::thread &t : threads)
 		t.join();
+	feed.join();
 
 	uint64_t rows = 0, inserts = 0;
 	int failed = 0;
@@ -379,12 +547,20 @@ int main(int argc, char **argv) {
 	             secs, (unsigned long long)rows, (unsigned long long)inserts, o.rows, o.unnest ? "unnest" : "values",
 	             o.connections, o.connections == 1 ? "" : "s", rate, p50, p99,
 	             tool::percentile(ins, .5));
+	if (g_feed) {
+		failed += feed.failed() ? 1 : 0;
+		std::fprintf(human,
+		             "  from MQTT: %llu messages acknowledged to the broker on receipt; %zu fixes still buffered at the "
+		             "end (a crash would lose them)\n",
+		             (unsigned long long)feed.received(), feed.left());
+	}
 	if (o.summary_json)
 		std::printf("{\"seconds\":%.3f,\"rows\":%llu,\"rate\":%.1f,\"latency_p50_ms\":%s,\"latency_p99_ms\":%s,"
-		            "\"insert_p50_ms\":%s,\"insert_p99_ms\":%s,\"inserts\":%llu,\"rows_per_insert\":%d,\"connections\":%d,\"method\":\"%s\",\"failed_connections\":%d}\n",
+		            "\"insert_p50_ms\":%s,\"insert_p99_ms\":%s,\"inserts\":%llu,\"rows_per_insert\":%d,\"connections\":%d,\"method\":\"%s\",\"failed_connections\":%d,\"mqtt_received\":%llu}\n",
 		            secs, (unsigned long long)rows, rate, tool::json_num(p50).c_str(), tool::json_num(p99).c_str(),
 		            tool::json_num(tool::percentile(ins, .5)).c_str(), tool::json_num(tool::percentile(ins, .99)).c_str(),
-		            (unsigned long long)inserts, o.rows, o.connections, o.unnest ? "unnest" : "values", failed);
+		            (unsigned long long)inserts, o.rows, o.connections, o.unnest ? "unnest" : "values", failed,
+		            (unsigned long long)feed.received());
 	std::fflush(stdout);
 	return failed ? 1 : 0;
 }

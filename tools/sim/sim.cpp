@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <fcntl.h>
 #include <thread>
 
 #include "core/mqtt.hpp"
@@ -61,6 +62,7 @@ struct Options {
 	uint32_t window = 1000; // unacknowledged QoS 1 messages per MQTT connection (and the broker's Receive Maximum)
 	std::string acked_log;
 	int mqtt_version = 0; // 0: 5, or 3.1.1 if the broker asks; 4 or 5
+	int serve_mqtt = 0;   // play the broker on this port (livetrack's listener connects)
 };
 
 void usage() {
@@ -97,7 +99,10 @@ void usage() {
 	    "  --window N           (MQTT) unacknowledged messages per connection (1000),\n"
 	    "                       and never more than the broker's Receive Maximum\n"
 	    "  --mqtt-version 4|5   (MQTT) protocol level; default 5, falling back to 3.1.1\n"
-	    "  --acked-log FILE     (MQTT) write \"driver_id ts_ms\" per acknowledged fix\n",
+	    "  --acked-log FILE     (MQTT) write \"driver_id ts_ms\" per acknowledged fix\n"
+	    "  --serve-mqtt PORT    play the MQTT broker on 127.0.0.1:PORT instead: livetrack's\n"
+	    "                       listener connects (livetrack.mqtt_broker), and the fixes\n"
+	    "                       go to it as QoS 1 PUBLISHes; PUBACKs are counted\n",
 	    stderr);
 }
 
@@ -194,13 +199,17 @@ Options parse(int argc, char **argv) {
 			o.window = uint32_t(tool::parse_uint(a, val(), 1, 65535));
 		} else if (a == "--mqtt-version") {
 			o.mqtt_version = int(tool::parse_uint(a, val(), 4, 5));
+		} else if (a == "--serve-mqtt") {
+			o.serve_mqtt = int(tool::parse_uint(a, val(), 1, 65535));
 		} else if (a == "--acked-log") {
 			o.acked_log = val();
 		} else {
 			die("unknown option %s (see --help)", a.c_str());
 		}
 	}
-	if (o.payload == sim::MqttPayload::OwnTracks && o.mqtt.empty())
+	if (o.serve_mqtt && (!o.mqtt.empty() || o.connections != 1 || o.batch != 1 || !o.probe_dsn.empty()))
+		die("--serve-mqtt: one connection, one fix per message, without --mqtt or --probe-dsn");
+	if (o.payload == sim::MqttPayload::OwnTracks && o.mqtt.empty() && !o.serve_mqtt)
 		die("--format owntracks: only with --mqtt");
 	if (!o.mqtt.empty() && (o.tcp || o.batch != 1 || !o.probe_dsn.empty()))
 		die("--mqtt: one fix per message, without --proto, --batch or --probe-dsn");
@@ -768,6 +777,152 @@ void run_mqtt(Worker &w, int64_t start, int64_t end) {
 	}
 }
 
+// --serve-mqtt: the simulator plays the broker. It takes one connection
+// (livetrack's listener, with livetrack.mqtt_broker pointing here), answers
+// CONNECT and SUBSCRIBE, then pushes its drivers' fixes as QoS 1 PUBLISHes,
+// at most --window unacknowledged, and counts the PUBACKs, which livetrack
+// sends only after each commit: livetrack's own MQTT ingest rate, with no
+// broker to wait for (a real broker's figures are bounded by the broker).
+// Waits for livetrack's listener to connect to --serve-mqtt's port.
+int accept_listener(const Options &o) {
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(uint16_t(o.serve_mqtt));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 || listen(lfd, 4) != 0)
+		die("--serve-mqtt %d: %s", o.serve_mqtt, std::strerror(errno));
+	std::fprintf(stderr, "sim: serving as an MQTT broker on 127.0.0.1:%d; waiting for livetrack's listener\n",
+	             o.serve_mqtt);
+	pollfd lp{lfd, POLLIN, 0};
+	while (tool::signals() == 0 && poll(&lp, 1, 200) == 0) {
+	}
+	int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+	close(lfd);
+	if (fd < 0)
+		die("--serve-mqtt: no connection");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return fd;
+}
+
+void run_standin(Worker &w, int fd, int64_t start, int64_t end, std::vector<double> &ack_ms) {
+	const Options &o = *w.o;
+	namespace m = lt::mqtt;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	std::vector<int64_t> sent_at(65536, 0);
+	std::deque<uint16_t> order;
+	uint16_t next_id = 1;
+	m::Version v = m::Version::V5;
+	bool subscribed = false;
+	std::string in, out;
+	size_t out_off = 0;
+	uint64_t scheduled = 0;
+	int64_t drain_deadline = 0;
+	// The client's packets: fixed header, then the body.
+	auto take = [&](uint8_t &type, std::string &body) -> bool {
+		size_t len = 0, mul = 1, i = 1;
+		for (;; i++) {
+			if (i >= in.size() || i > 4)
+				return false;
+			len += size_t(uint8_t(in[i]) & 0x7F) * mul;
+			mul *= 128;
+			if (!(uint8_t(in[i]) & 0x80))
+				break;
+		}
+		if (in.size() < i + 1 + len)
+			return false;
+		type = uint8_t(in[0]) >> 4;
+		body = in.substr(i + 1, len);
+		in.erase(0, i + 1 + len);
+		return true;
+	};
+	while (tool::signals() < 2) {
+		int64_t now = lt::mono_us();
+		bool more = sending(end);
+		if (!more && drain_deadline == 0)
+			drain_deadline = now + kDrainUs;
+		if (!more && (order.empty() || now >= drain_deadline))
+			break;
+		int64_t wait_until = now + 100000;
+		while (subscribed && more && order.size() < o.window && out.size() - out_off < kOutCap) {
+			if (w.rate > 0) {
+				int64_t due = w.due(start, scheduled);
+				if (due > now) {
+					wait_until = std::min(wait_until, due);
+					break;
+				}
+			}
+			lt::Fix f = fleet::next_fix(w.pick(), o.city, w.rng, lt::now_us());
+			while (sent_at[next_id] != 0 || next_id == 0)
+				next_id++;
+			out += m::encode_publish(v, o.topic + "/" + std::to_string(f.driver_id), sim::mqtt_payload(f, o.payload), 1,
+			                         next_id);
+			sent_at[next_id] = now;
+			order.push_back(next_id++);
+			scheduled++;
+			w.st.records.fetch_add(1, std::memory_order_relaxed);
+			w.st.messages.fetch_add(1, std::memory_order_relaxed);
+		}
+		if (out_off < out.size()) {
+			ssize_t n = send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL);
+			if (n > 0) {
+				out_off += size_t(n);
+				if (out_off == out.size()) {
+					out.clear();
+					out_off = 0;
+				}
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				w.st.failed = true;
+				break;
+			}
+		}
+		char buf[65536];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			std::fprintf(stderr, "sim: livetrack closed the connection\n");
+			w.st.failed = !order.empty() || more;
+			break;
+		}
+		if (n > 0)
+			in.append(buf, size_t(n));
+		uint8_t type;
+		std::string body;
+		while (take(type, body)) {
+			if (type == m::kConnect) {
+				v = body.size() > 6 && body[6] == 5 ? m::Version::V5 : m::Version::V311;
+				out += v == m::Version::V5 ? std::string("\x20\x03\x00\x00\x00", 5) : std::string("\x20\x02\x00\x00", 4);
+			} else if (type == m::kSubscribe && body.size() >= 2) {
+				out += std::string("\x90", 1) + char(v == m::Version::V5 ? 4 : 3) + body.substr(0, 2) +
+				       (v == m::Version::V5 ? std::string(1, '\0') : std::string()) + std::string(1, '\1');
+				subscribed = true;
+			} else if (type == m::kPingreq) {
+				out += std::string("\xD0\x00", 2);
+			} else if (type == m::kPuback && body.size() >= 2) {
+				uint16_t id = uint16_t(uint8_t(body[0]) << 8 | uint8_t(body[1]));
+				if (sent_at[id] == 0)
+					continue;
+				ack_ms.push_back(double(lt::mono_us() - sent_at[id]) / 1000.0);
+				sent_at[id] = 0;
+				w.st.acked_records.fetch_add(1, std::memory_order_relaxed);
+				while (!order.empty() && sent_at[order.front()] == 0)
+					order.pop_front();
+				w.st.last_ack_us.store(lt::mono_us(), std::memory_order_relaxed);
+				if (drain_deadline)
+					drain_deadline = lt::mono_us() + kDrainUs;
+			}
+		}
+		if (subscribed && more && order.size() < o.window && w.rate == 0 && out_off == out.size())
+			continue;
+		pollfd pf{fd, short(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+		int64_t wait_us = std::max<int64_t>(0, std::min(wait_until, end ? end : wait_until) - lt::mono_us());
+		timespec ts{time_t(wait_us / 1000000), long(wait_us % 1000000) * 1000};
+		ppoll(&pf, 1, &ts, nullptr);
+	}
+	close(fd);
+}
+
 struct Probe {
 	std::vector<double> visible_ms, committed_ms;
 	std::vector<double> poll_ms; // each poll's own round trip: part of every visible figure
@@ -989,13 +1144,17 @@ int main(int argc, char **argv) {
 	for (Worker &w : ws)
 		w.batch = int(std::min<size_t>(size_t(o.batch), w.drivers.size()));
 
+	int standin_fd = o.serve_mqtt ? accept_listener(o) : -1;
+	std::vector<double> standin_ack_ms;
 	int64_t start = lt::mono_us() + 10000;
 	int64_t end = o.duration > 0 ? start + int64_t(o.duration * 1e6) : 0;
 	std::vector<std::thread> threads;
 	for (Worker &w : ws)
-		threads.emplace_back([&w, &addr, start, end] {
+		threads.emplace_back([&w, &addr, start, end, standin_fd, &standin_ack_ms] {
 			tool::sleep_until(start);
-			if (!w.o->mqtt.empty())
+			if (standin_fd >= 0)
+				run_standin(w, standin_fd, start, end, standin_ack_ms);
+			else if (!w.o->mqtt.empty())
 				run_mqtt(w, start, end);
 			else if (w.o->tcp)
 				run_tcp(w, addr, start, end);
@@ -1051,13 +1210,19 @@ int main(int argc, char **argv) {
 	// ACKs keep coming after sending stops: their rate is over start -> last ACK.
 	double ack_secs = t.last_ack_us > start ? double(t.last_ack_us - start) / 1e6 : NAN;
 
-	const bool mqtt = !o.mqtt.empty();
+	const bool mqtt = !o.mqtt.empty() || o.serve_mqtt;
+	std::sort(standin_ack_ms.begin(), standin_ack_ms.end());
 	static const char *const payloads[] = {"binary", "json", "owntracks"};
 	std::fprintf(human, "livetrack-sim: %.2f s, %llu records in %llu messages, %.0f records/s (%s %s, batch %d)\n",
 	             secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
 	             mqtt ? "mqtt qos 1" : o.tcp ? "tcp" : "udp", mqtt ? payloads[int(o.payload)] : o.json ? "json" : "binary",
 	             o.batch);
-	if (mqtt)
+	if (o.serve_mqtt)
+		std::fprintf(human,
+		             "  livetrack acknowledged %llu (%.0f/s until the last PUBACK); PUBLISH -> PUBACK p50 %.1f ms, p99 %.1f ms\n",
+		             (unsigned long long)t.acked, double(t.acked) / ack_secs, tool::percentile(standin_ack_ms, .5),
+		             tool::percentile(standin_ack_ms, .99));
+	else if (mqtt)
 		std::fprintf(human,
 		             "  the broker acknowledged %llu (%.0f/s until the last PUBACK), refused %llu; in flight when a "
 		             "connection broke: %llu; reconnects: %llu\n",
@@ -1087,7 +1252,7 @@ int main(int argc, char **argv) {
 		            "\"probe_visible_p50_ms\":%s,\"probe_visible_p99_ms\":%s,\"probe_visible_max_ms\":%s,"
 		            "\"probe_committed_p50_ms\":%s,\"probe_committed_p99_ms\":%s,\"probe_committed_max_ms\":%s,"
 		            "\"probe_poll_p50_ms\":%s,\"probe_poll_p99_ms\":%s,"
-		            "\"probes\":%llu,\"probes_timed_out\":%llu,\"reconnects\":%llu}\n",
+		            "\"probes\":%llu,\"probes_timed_out\":%llu,\"reconnects\":%llu,\"puback_p50_ms\":%s,\"puback_p99_ms\":%s}\n",
 		            secs, (unsigned long long)t.records, (unsigned long long)t.messages, rate,
 		            tcp_num(t.acked).c_str(), tool::json_num(ack_secs).c_str(), o.tcp ? tcp_num(t.accepted).c_str() : "null", tcp_num(t.partial).c_str(),
 		            tcp_num(t.rejected).c_str(), tcp_num(t.order_errors).c_str(), (unsigned long long)t.send_errors,
@@ -1096,7 +1261,9 @@ int main(int argc, char **argv) {
 		            tool::json_num(tool::percentile(pc, .5)).c_str(), tool::json_num(tool::percentile(pc, .99)).c_str(),
 		            tool::json_num(tool::percentile(pc, 1)).c_str(), tool::json_num(tool::percentile(pp, .5)).c_str(),
 		            tool::json_num(tool::percentile(pp, .99)).c_str(), (unsigned long long)probe.sent.load(),
-		            (unsigned long long)probe.timed_out.load(), (unsigned long long)t.reconnects);
+		            (unsigned long long)probe.timed_out.load(), (unsigned long long)t.reconnects,
+		            tool::json_num(tool::percentile(standin_ack_ms, .5)).c_str(),
+		            tool::json_num(tool::percentile(standin_ack_ms, .99)).c_str());
 	}
 	std::fflush(stdout);
 	if (g_acked_log)
