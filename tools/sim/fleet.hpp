@@ -70,6 +70,7 @@ struct Driver {
 	int64_t last_us = 0;  // wall clock of the last advance
 	uint8_t status = lt::kStatusAvailable;
 	bool announced = false; // first fix sent (it carries status 2)
+	int64_t last_ts_ms = 0;  // see unique_ts()
 };
 
 // At an intersection: picks the next direction, segment length and speed.
@@ -164,6 +165,15 @@ inline lt::Fix next_fix(Driver &d, const City &c, Rng &r, int64_t now_us) {
 		f.status = lt::kStatusNoChange;
 	}
 	return f;
+}
+
+// Keeps a driver's fixes in strictly increasing ts, as a device's are. Only
+// a burst (catching up on a schedule, hundreds of messages in one
+// millisecond) can pick a driver twice within a millisecond.
+inline void unique_ts(Driver &d, lt::Fix &f) {
+	if (f.ts_ms <= d.last_ts_ms)
+		f.ts_ms = d.last_ts_ms + 1;
+	d.last_ts_ms = f.ts_ms;
 }
 
 } // namespace fleet

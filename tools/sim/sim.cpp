@@ -654,6 +654,7 @@ void run_mqtt(Worker &w, int64_t start, int64_t end) {
 				}
 				fleet::Driver &d = w.pick();
 				lt::Fix f = fleet::next_fix(d, o.city, w.rng, lt::now_us());
+				fleet::unique_ts(d, f); // the acked log's (driver, ts) then names one fix
 				std::string topic = o.topic + "/" + std::to_string(f.driver_id);
 				while (flight[next_id].driver != 0 || next_id == 0)
 					next_id++;
@@ -854,7 +855,9 @@ void run_standin(Worker &w, int fd, int64_t start, int64_t end, std::vector<doub
 					break;
 				}
 			}
-			lt::Fix f = fleet::next_fix(w.pick(), o.city, w.rng, lt::now_us());
+			fleet::Driver &d = w.pick();
+			lt::Fix f = fleet::next_fix(d, o.city, w.rng, lt::now_us());
+			fleet::unique_ts(d, f);
 			while (sent_at[next_id] != 0 || next_id == 0)
 				next_id++;
 			out += m::encode_publish(v, o.topic + "/" + std::to_string(f.driver_id), sim::mqtt_payload(f, o.payload), 1,
