@@ -25,7 +25,8 @@ namespace lt {
 	X(tcp_connections_refused) /* over livetrack.max_connections */                            \
 	X(tcp_connections_closed_bad_frame)                                                         \
 	X(tcp_connections_closed_idle)                                                              \
-	X(mqtt_messages)        /* PUBLISH packets taken from the broker (each one received message) */ \
+	X(mqtt_messages)        /* PUBLISH packets taken from the broker (received_messages counts their payloads' messages) */ \
+	X(mqtt_other_topics)    /* on filters livetrack.mqtt_topics no longer names: acknowledged, not stored */ \
 	X(mqtt_acks)            /* PUBACKs sent, each after its message's records were committed */ \
 	X(mqtt_duplicates)      /* redeliveries of a message still waiting for its commit: one PUBACK */ \
 	X(mqtt_reconnects)      /* sessions established again after the first */               \

@@ -182,6 +182,37 @@ std::string encode_subscribe(Version v, uint16_t packet_id, const std::vector<st
 	return packet(0x82, b);
 }
 
+std::string encode_unsubscribe(Version v, uint16_t packet_id, const std::vector<std::string> &filters) {
+	std::string b;
+	put_u16(b, packet_id);
+	if (v == Version::V5)
+		b += char(0);
+	for (const std::string &f : filters)
+		put_str(b, f);
+	return packet(0xA2, b);
+}
+
+bool topic_matches(std::string_view filter, std::string_view topic) {
+	if (!topic.empty() && topic[0] == '$' && !filter.empty() && (filter[0] == '+' || filter[0] == '#'))
+		return false;
+	size_t f = 0, t = 0;
+	for (;;) {
+		size_t fe = filter.find('/', f), te = topic.find('/', t);
+		std::string_view fl = filter.substr(f, fe == std::string_view::npos ? std::string_view::npos : fe - f);
+		if (fl == "#")
+			return true; // the rest, the parent level included ("a/#" matches "a")
+		if (t > topic.size())
+			return false; // the topic ended before the filter
+		std::string_view tl = topic.substr(t, te == std::string_view::npos ? std::string_view::npos : te - t);
+		if (fl != "+" && fl != tl)
+			return false;
+		if (fe == std::string_view::npos)
+			return te == std::string_view::npos;
+		f = fe + 1;
+		t = te == std::string_view::npos ? topic.size() + 1 : te + 1;
+	}
+}
+
 std::string encode_puback(uint16_t packet_id) {
 	std::string b;
 	put_u16(b, packet_id);
@@ -213,9 +244,26 @@ Decoder::Status Decoder::next(const uint8_t *p, size_t n, size_t *consumed, Pack
 	bool need_more = false;
 	if (!read_varint(q, end, len, need_more))
 		return need_more ? Status::NeedMore : fail("malformed remaining length");
-	if (len > max_)
-		return fail("packet too large");
 	size_t header = size_t(q - p);
+	if (len > max_) {
+		if ((p[0] >> 4) != kPublish)
+			return fail("packet too large");
+		// Enough of it for the topic and packet id (at most 64 KB in).
+		const uint8_t *b = p + header, *e = p + n;
+		out = Packet{};
+		out.type = kPublish;
+		out.qos = (p[0] >> 1) & 3;
+		if (out.qos > 1)
+			return fail("PUBLISH QoS above 1");
+		if (!read_str(b, e, out.topic) || (out.qos == 1 && !read_u16(b, e, out.packet_id)))
+			return n - header < 65536 + 4 ? Status::NeedMore : fail("PUBLISH topic");
+		if (out.qos == 1 && out.packet_id == 0)
+			return fail("PUBLISH packet id");
+		if (out.topic.empty() || !valid_utf8(out.topic) || out.topic.find_first_of("+#") != std::string_view::npos)
+			return fail("PUBLISH topic name");
+		skip_ = header + len;
+		return Status::Skip;
+	}
 	if (n - header < len)
 		return Status::NeedMore;
 	out = Packet{};
@@ -327,8 +375,8 @@ Decoder::Status Decoder::decode(uint8_t b0, const uint8_t *body, size_t len, Pac
 		out.qos = (out.flags >> 1) & 3;
 		out.dup = out.flags & 8;
 		out.retain = out.flags & 1;
-		if (out.qos == 3)
-			return fail("PUBLISH QoS 3");
+		if (out.qos > 1)
+			return fail("PUBLISH QoS above 1"); // we subscribe at 1: a broker may not send 2
 		if (out.qos == 0 && out.dup)
 			return fail("PUBLISH QoS 0 with DUP");
 		if (!read_str(p, end, out.topic))

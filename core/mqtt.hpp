@@ -51,6 +51,7 @@ std::string encode_connect(const ConnectOptions &o);
 // One SUBSCRIBE with every filter at the given QoS (v5: retained messages
 // are not sent on subscribe: they are old fixes).
 std::string encode_subscribe(Version v, uint16_t packet_id, const std::vector<std::string> &filters, uint8_t qos);
+std::string encode_unsubscribe(Version v, uint16_t packet_id, const std::vector<std::string> &filters);
 std::string encode_puback(uint16_t packet_id); // the short form, valid in both versions
 std::string encode_pingreq();
 std::string encode_disconnect(Version v);
@@ -84,13 +85,19 @@ struct Packet {
 // never sends). Anything wrong is a protocol error: the connection must end.
 class Decoder {
 public:
-	enum class Status : uint8_t { NeedMore, Packet, Error };
+	// Skip: a PUBLISH over the size limit. `out` has its type, QoS, packet
+	// id and topic, and skip_bytes() its whole length: the caller drops
+	// that many bytes (they may not have arrived yet) and acknowledges it
+	// as rejected, rather than fail the connection and have the broker
+	// send it again forever.
+	enum class Status : uint8_t { NeedMore, Packet, Error, Skip };
 	explicit Decoder(Version v = Version::V5, size_t max_packet = 1 << 20) : v_(v), max_(max_packet) {}
 	void set_version(Version v) { v_ = v; }
 	// Looks at the start of [p, p+n): a whole packet is decoded into `out`
 	// and *consumed set; strings in `out` point into [p, p+n).
 	Status next(const uint8_t *p, size_t n, size_t *consumed, Packet &out);
 	const char *error() const { return error_; }
+	size_t skip_bytes() const { return skip_; }
 
 private:
 	Status fail(const char *why) {
@@ -102,10 +109,16 @@ private:
 
 	Version v_;
 	size_t max_;
+	size_t skip_ = 0;
 	const char *error_ = "";
 };
 
 // UTF-8 as MQTT wants it (RFC 3629, no U+0000, no surrogates).
 bool valid_utf8(std::string_view s);
+
+// Whether a topic name matches a subscription filter ('+' one level, '#'
+// the rest; a topic starting with '$' matches no filter starting with a
+// wildcard).
+bool topic_matches(std::string_view filter, std::string_view topic);
 
 } // namespace lt::mqtt

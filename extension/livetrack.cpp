@@ -228,7 +228,7 @@ static void define_settings(void) {
 	                           "Empty: a plain background, and the page asks nothing of any other server.",
 	                           &lt_map_tiles, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("livetrack.mqtt_broker", "MQTT broker the listener subscribes to, as mqtt://host:port.",
-	                           "Empty: no MQTT.", &lt_mqtt_broker, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	                           "Several, comma-separated, are nodes of one cluster, tried in turn. Empty: no MQTT.", &lt_mqtt_broker, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("livetrack.mqtt_topics", "Comma-separated MQTT topic filters, subscribed at QoS 1.",
 	                           "The last level of a message's topic is its driver id.", &lt_mqtt_topics,
 	                           "livetrack/+/+", PGC_SIGHUP, 0, NULL, NULL, NULL);

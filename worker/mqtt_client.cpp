@@ -22,7 +22,8 @@ namespace {
 constexpr int64_t kConnackTimeoutUs = 10 * 1000000;
 constexpr int64_t kMinBackoffUs = 500000;
 constexpr int64_t kMaxBackoffUs = 30 * 1000000;
-constexpr size_t kMaxIn = (1 << 20) + 65536; // one packet of the largest size we take, and some
+constexpr size_t kMaxPacket = 1 << 20;         // larger PUBLISHes are skipped, acknowledged and counted
+constexpr size_t kMaxIn = kMaxPacket + 65536;  // one packet of the largest size we take, and some
 
 uint64_t jitter_state = 0x9E3779B97F4A7C15ull;
 double jitter() { // 0.5 .. 1.5, so that many listeners do not reconnect in step
@@ -60,6 +61,20 @@ bool parse_mqtt_url(const std::string &url, std::string &host, int &port) {
 		host = rest;
 	}
 	return !host.empty() && port > 0 && port < 65536 && host.find('/') == std::string::npos;
+}
+
+uint16_t MqttClient::next_id() {
+	uint16_t id = next_id_++;
+	if (next_id_ == 0)
+		next_id_ = 1;
+	return id;
+}
+
+bool MqttClient::matches(std::string_view topic) const {
+	for (const std::string &f : cfg_.topics)
+		if (mqtt::topic_matches(f, topic))
+			return true;
+	return false;
 }
 
 bool parse_mqtt_urls(const std::string &list, std::vector<MqttBroker> &out, std::string &bad) {
@@ -124,6 +139,14 @@ void MqttClient::configure(const MqttConfig &cfg) {
 	bool was_on = state_ != State::Off;
 	if (fd_ >= 0)
 		drop("the settings changed", false, mono_us());
+	// Filters no longer named are unsubscribed at the next session: a
+	// persistent session keeps its subscriptions otherwise.
+	for (const std::string &t : cfg_.topics)
+		if (std::find(cfg.topics.begin(), cfg.topics.end(), t) == cfg.topics.end() &&
+		    std::find(unsubscribe_.begin(), unsubscribe_.end(), t) == unsubscribe_.end())
+			unsubscribe_.push_back(t);
+	for (const std::string &t : cfg.topics)
+		unsubscribe_.erase(std::remove(unsubscribe_.begin(), unsubscribe_.end(), t), unsubscribe_.end());
 	cfg_ = cfg;
 	version_ = cfg.version == 4 ? mqtt::Version::V311 : mqtt::Version::V5;
 	decoder_.set_version(version_);
@@ -253,6 +276,7 @@ void MqttClient::drop(const std::string &why, bool error, int64_t now) {
 	// persists); their records, already taken, may go to history twice.
 	pending_.clear();
 	held_.fill(0);
+	skip_left_ = 0;
 	paused_ = false;
 	ping_outstanding_ = false;
 	state_ = cfg_.brokers.empty() ? State::Off : State::Waiting;
@@ -294,6 +318,7 @@ void MqttClient::on_event(uint32_t ev) {
 		o.clean_start = false; // a persistent session: the broker keeps what we did not acknowledge
 		o.session_expiry_s = cfg_.session_expiry_s;
 		o.receive_maximum = cfg_.receive_maximum;
+		o.maximum_packet_size = uint32_t(kMaxPacket); // v5: larger ones are not sent to us at all
 		send(mqtt::encode_connect(o));
 		state_ = State::Connack;
 		deadline_us_ = now + kConnackTimeoutUs;
@@ -329,7 +354,8 @@ void MqttClient::read_socket(int64_t now) {
 }
 
 void MqttClient::process(int64_t now) {
-	size_t off = 0;
+	size_t off = std::min(skip_left_, in_.size()); // the rest of a skipped PUBLISH
+	skip_left_ -= off;
 	while (fd_ >= 0 && !paused_) {
 		mqtt::Packet p;
 		size_t used = 0;
@@ -342,12 +368,41 @@ void MqttClient::process(int64_t now) {
 			drop(std::string("protocol error: ") + decoder_.error(), true, now);
 			return;
 		}
+		bool skip = st == mqtt::Decoder::Status::Skip;
+		if (skip) {
+			// Too large to be a fix: taken as an empty (malformed) message,
+			// acknowledged in turn, and its bytes dropped as they come.
+			used = std::min(decoder_.skip_bytes(), in_.size() - off);
+			p.payload = std::string_view();
+		}
+		if (p.type == mqtt::kPublish && state_ == State::Up && !matches(p.topic)) {
+			// An earlier subscription of this persistent session, from before
+			// livetrack.mqtt_topics changed across a restart: not ours now.
+			bump(c_.mqtt_other_topics);
+			if (!warned_other_) {
+				warned_other_ = true;
+				log("a message on " + std::string(p.topic) +
+				    " matches none of livetrack.mqtt_topics: a subscription this session kept from before; such "
+				    "messages are acknowledged and not stored (remove a filter with a reload, or use a new "
+				    "livetrack.mqtt_client_id)");
+			}
+			if (p.qos == 1 && !holding(p.packet_id)) {
+				pending_.push_back(Pending{pending_.empty() ? 0 : pending_.back().need, now, p.packet_id});
+				held_[p.packet_id >> 6] |= uint64_t(1) << (p.packet_id & 63);
+			}
+			off += used;
+			if (skip)
+				skip_left_ = decoder_.skip_bytes() - used;
+			continue;
+		}
 		if (p.type == mqtt::kPublish && state_ == State::Up) {
 			if (p.qos == 1 && holding(p.packet_id)) {
 				// The broker sent again what we hold uncommitted (NATS does
 				// after its ack_wait): the one PUBACK to come covers both.
 				bump(c_.mqtt_duplicates);
 				off += used;
+				if (skip)
+					skip_left_ = decoder_.skip_bytes() - used;
 				continue;
 			}
 			{
@@ -387,11 +442,14 @@ void MqttClient::process(int64_t now) {
 			log("connected to MQTT broker " + where() +
 			    (version_ == mqtt::Version::V5 ? " (MQTT 5)" : " (MQTT 3.1.1)") +
 			    (p.session_present ? ", session resumed" : ", new session"));
-			// Always (again): the settings may name other topics now, and a
-			// subscription that exists is simply replaced.
-			send(mqtt::encode_subscribe(version_, next_id_++, cfg_.topics, 1));
-			if (next_id_ == 0)
-				next_id_ = 1;
+			if (!unsubscribe_.empty()) {
+				send(mqtt::encode_unsubscribe(version_, next_id(), unsubscribe_));
+				log("unsubscribed from " + std::to_string(unsubscribe_.size()) + " filter(s) livetrack.mqtt_topics no longer names");
+				unsubscribe_.clear();
+			}
+			// Always (again): a subscription that exists is simply replaced.
+			send(mqtt::encode_subscribe(version_, next_id(), cfg_.topics, 1));
+			warned_other_ = false;
 		} else if (p.type == mqtt::kSuback) {
 			for (size_t i = 0; i < p.codes.size() && i < cfg_.topics.size(); i++) {
 				if (p.codes[i] >= 0x80)
@@ -412,6 +470,8 @@ void MqttClient::process(int64_t now) {
 			return;
 		}
 		off += used;
+		if (skip)
+			skip_left_ = decoder_.skip_bytes() - used;
 	}
 	if (fd_ >= 0 && off > 0)
 		in_.erase(0, off);

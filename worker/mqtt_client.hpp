@@ -95,6 +95,8 @@ private:
 	void update_events();
 	void log(const std::string &s);
 	bool holding(uint16_t id) const { return held_[id >> 6] >> (id & 63) & 1; }
+	bool matches(std::string_view topic) const; // one of cfg_.topics
+	uint16_t next_id();
 
 	int epfd_;
 	uint64_t tag_;
@@ -120,6 +122,9 @@ private:
 	const MqttBroker &broker() const { return cfg_.brokers[target_]; }
 	std::string where() const { return broker().host + ":" + std::to_string(broker().port); }
 	uint16_t next_id_ = 1;
+	size_t skip_left_ = 0;                  // bytes still to drop of a PUBLISH too large to take
+	bool warned_other_ = false;
+	std::vector<std::string> unsubscribe_;  // filters to unsubscribe from at the next session
 	gaicb *gai_ = nullptr;
 	struct Pending {
 		uint64_t need;

@@ -4,8 +4,9 @@
 // arrive in. Whatever comes in: a packet is reported only when all of it
 // has arrived, never past the input; PUBLISH topics are valid UTF-8 without
 // wildcards and QoS is 0 or 1 with a packet id exactly when it is 1; a
-// PUBLISH encodes and decodes back to itself; and the same bytes in one
-// piece decode to the same packets.
+// PUBLISH encodes and decodes back to itself; one over the size limit is
+// reported for skipping with a valid topic; and the same bytes in one piece
+// decode to the same packets.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -58,7 +59,7 @@ std::vector<Seen> run(const std::string &in, Version v, uint8_t seed, bool &erro
 	Decoder d(v, 4096);
 	std::string buf;
 	std::vector<Seen> out;
-	size_t pos = 0;
+	size_t pos = 0, skip = 0;
 	uint32_t x = seed | 1;
 	error = false;
 	while (pos < in.size() && !error) {
@@ -67,6 +68,9 @@ std::vector<Seen> run(const std::string &in, Version v, uint8_t seed, bool &erro
 		size_t n = std::min(chunk, in.size() - pos);
 		buf.append(in, pos, n);
 		pos += n;
+		size_t drop = std::min(skip, buf.size());
+		buf.erase(0, drop);
+		skip -= drop;
 		for (;;) {
 			Packet p;
 			size_t used = 0;
@@ -74,6 +78,19 @@ std::vector<Seen> run(const std::string &in, Version v, uint8_t seed, bool &erro
 			if (st == Decoder::Status::NeedMore) {
 				FUZZ_CHECK(used == 0);
 				break;
+			}
+			if (st == Decoder::Status::Skip) {
+				// Too large: the topic is checked, the bytes are dropped as they come.
+				FUZZ_CHECK(d.skip_bytes() > 4096 && p.type == lt::mqtt::kPublish && p.qos <= 1);
+				FUZZ_CHECK(!p.topic.empty() && lt::mqtt::valid_utf8(p.topic));
+				out.push_back(Seen{p.type, 0xFF, p.qos, 0, p.packet_id, std::string(p.topic), std::string()});
+				skip = d.skip_bytes();
+				size_t n = std::min(skip, buf.size());
+				buf.erase(0, n);
+				skip -= n;
+				if (skip > 0)
+					break;
+				continue;
 			}
 			if (st == Decoder::Status::Error) {
 				FUZZ_CHECK(d.error() != nullptr && d.error()[0] != '\0');

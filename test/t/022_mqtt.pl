@@ -157,7 +157,11 @@ eval { $blocker->quit };
 wait_serving($node);
 ok($node->poll_query_until('postgres', "SELECT count(DISTINCT ts) = 100 FROM livetrack.pings WHERE driver_id = 9030"),
 	'after the crash and restart all 100 are in history');
-is(count_of(9030), 100, 'each once: none had been committed before the crash');
+# A flusher may still commit the ring as the server goes down (the crash
+# ends the blocking session too), before any PUBACK left: then the broker's
+# copies come on top. At least once, at most twice.
+my $n9030 = count_of(9030);
+ok($n9030 >= 100 && $n9030 <= 200, "$n9030 rows for 100 messages: at-least-once");
 
 # Credentials come from a file only the server's user may read.
 my $pw = "$dir/mqtt.pw";

@@ -161,13 +161,13 @@ TEST(MqttCodec, ProtocolErrors) {
 	auto E = m::Decoder::Status::Error;
 	EXPECT_EQ(decode(bytes({0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F})), E);            // five-byte length
 	EXPECT_EQ(decode(bytes({0xD0, 0x80, 0x00})), E);                               // length not minimal
-	EXPECT_EQ(decode(frame(0x30, std::string(5000, 'x'))), E);                      // over the size limit
 	EXPECT_EQ(decode(publish(1, "a/+/1", "x")), E);                                 // wildcard in a topic name
 	EXPECT_EQ(decode(publish(1, "a/\xC3(", "x")), E);                               // bad UTF-8
 	EXPECT_EQ(decode(publish(1, std::string("a\0b", 3), "x")), E);                 // U+0000
 	EXPECT_EQ(decode(publish(1, "a/\xED\xA0\x80", "x")), E);                        // a surrogate
 	EXPECT_EQ(decode(publish(0, "", "x")), E);                                      // empty topic
 	EXPECT_EQ(decode(frame(0x36, str16("a") + bytes({0, 1, 0}))), E);              // QoS 3
+	EXPECT_EQ(decode(frame(0x34, str16("a") + bytes({0, 1, 0}))), E);              // QoS 2: we subscribed at 1
 	EXPECT_EQ(decode(frame(0x38, str16("a") + bytes({0}))), E);                     // QoS 0 with DUP
 	EXPECT_EQ(decode(frame(0x32, str16("a") + bytes({0, 0, 0}))), E);              // packet id 0
 	EXPECT_EQ(decode(frame(0x32, str16("a") + bytes({0, 1, 3, 0x23, 0, 1}))), E);  // a topic alias
@@ -181,6 +181,38 @@ TEST(MqttCodec, ProtocolErrors) {
 	EXPECT_EQ(decode(bytes({0xE0, 0}), m::Version::V311), E);                       // DISCONNECT from a 3.1.1 server
 	EXPECT_EQ(decode(bytes({0xD1, 0})), E);                                         // PINGRESP flags
 	EXPECT_EQ(decode(bytes({0x20, 3, 0, 0, 0}), m::Version::V311), E);             // 3.1.1 CONNACK length
+}
+
+TEST(MqttCodec, OversizedPublishIsSkippedNotFatal) {
+	// 5000 bytes against a 4096-byte limit: reported once the id is in.
+	std::string big = publish(7, "livetrack/x/1", std::string(5000, 'a'));
+	m::Decoder d(m::Version::V5, 4096);
+	m::Packet p;
+	size_t used = 9;
+	EXPECT_EQ(d.next(reinterpret_cast<const uint8_t *>(big.data()), 10, &used, p), m::Decoder::Status::NeedMore);
+	ASSERT_EQ(d.next(reinterpret_cast<const uint8_t *>(big.data()), 100, &used, p), m::Decoder::Status::Skip);
+	EXPECT_EQ(p.packet_id, 7);
+	EXPECT_EQ(p.topic, "livetrack/x/1");
+	EXPECT_EQ(d.skip_bytes(), big.size());
+	// Anything else that large ends the connection.
+	EXPECT_EQ(decode(frame(0x90, std::string(5000, '\1'))), m::Decoder::Status::Error);
+}
+
+TEST(MqttCodec, TopicFilters) {
+	EXPECT_TRUE(m::topic_matches("livetrack/+/+", "livetrack/blr/42"));
+	EXPECT_FALSE(m::topic_matches("livetrack/+/+", "livetrack/42"));
+	EXPECT_FALSE(m::topic_matches("livetrack/+/+", "livetrack/blr/42/x"));
+	EXPECT_TRUE(m::topic_matches("livetrack/blr/+", "livetrack/blr/42"));
+	EXPECT_FALSE(m::topic_matches("livetrack/blr/+", "livetrack/del/42"));
+	EXPECT_TRUE(m::topic_matches("livetrack/#", "livetrack"));
+	EXPECT_TRUE(m::topic_matches("livetrack/#", "livetrack/a/b/c"));
+	EXPECT_TRUE(m::topic_matches("#", "a/b"));
+	EXPECT_FALSE(m::topic_matches("#", "$SYS/x"));
+	EXPECT_FALSE(m::topic_matches("+/x", "$SYS/x"));
+	EXPECT_TRUE(m::topic_matches("a//b", "a//b"));
+	EXPECT_TRUE(m::topic_matches("a/+/b", "a//b"));
+	EXPECT_FALSE(m::topic_matches("a/b", "a/bb"));
+	EXPECT_EQ(m::encode_unsubscribe(m::Version::V311, 3, {"a/+"}), bytes({0xA2, 7, 0, 3, 0, 3, 'a', '/', '+'}));
 }
 
 TEST(MqttCodec, Utf8) {
@@ -552,4 +584,58 @@ TEST_F(MqttEngineTest, TheNextNodeOfAClusterIsTriedWhenOneIsDown) {
 	ASSERT_TRUE(accept_listener(3000));
 	handshake();
 	::close(dead);
+}
+
+TEST_F(MqttEngineTest, AnOversizedMessageIsAcknowledgedAndCountedNotFatal) {
+	start_mqtt();
+	ASSERT_TRUE(accept_listener());
+	In c = handshake();
+	// MQTT 5: the listener says how large a packet it takes.
+	EXPECT_NE(c.body.find(bytes({0x27, 0x00, 0x10, 0x00, 0x00})), std::string::npos);
+	send_broker(publish(1, "livetrack/blr/42", fix_json(42)));
+	send_broker(publish(2, "livetrack/blr/42", std::string(3 << 20, 'x'))); // 3 MB
+	send_broker(publish(3, "livetrack/blr/43", fix_json(43)));
+	ASSERT_TRUE(pump_until([&] { return ctr.mqtt_messages == 3; }, 5000));
+	EXPECT_EQ(ctr.rejected_malformed, 1u);
+	EXPECT_EQ(ctr.mqtt_protocol_errors, 0u);
+	EXPECT_TRUE(eng->mqtt_connected());
+	flush();
+	EXPECT_EQ(pubacks(), std::vector<uint16_t>({1, 2, 3}));
+	ASSERT_EQ(flushed.size(), 2u);
+	EXPECT_EQ(flushed[1].fix.driver_id, 43u);
+}
+
+TEST_F(MqttEngineTest, FiltersDroppedFromTheSettingsAreUnsubscribedAndNotStored) {
+	cfg.mqtt.topics = {"livetrack/+/+"};
+	start_mqtt();
+	ASSERT_TRUE(accept_listener());
+	handshake();
+	// A reload names only region blr: the listener reconnects, unsubscribes
+	// from the old filter, subscribes to the new one.
+	EngineConfig next = cfg;
+	next.mqtt.topics = {"livetrack/blr/+"};
+	eng->set_config(next);
+	ASSERT_TRUE(accept_listener());
+	In connect;
+	ASSERT_TRUE(next_packet(connect));
+	send_broker(frame(0x20, bytes({1, 0, 0})));
+	In unsub;
+	ASSERT_TRUE(next_packet(unsub));
+	EXPECT_EQ(unsub.type, m::kUnsubscribe);
+	EXPECT_NE(unsub.body.find("livetrack/+/+"), std::string::npos);
+	In sub;
+	ASSERT_TRUE(next_packet(sub));
+	EXPECT_EQ(sub.type, m::kSubscribe);
+	EXPECT_NE(sub.body.find("livetrack/blr/+"), std::string::npos);
+	send_broker(frame(0x90, sub.body.substr(0, 2) + bytes({0, 1})));
+	ASSERT_TRUE(pump_until([&] { return eng->mqtt_connected(); }));
+	// A message the old subscription still brings: acknowledged, not stored.
+	send_broker(publish(5, "livetrack/del/9", fix_json(9)));
+	send_broker(publish(6, "livetrack/blr/8", fix_json(8)));
+	ASSERT_TRUE(pump_until([&] { return ring.size() == 1; }));
+	EXPECT_EQ(ctr.mqtt_other_topics, 1u);
+	flush();
+	EXPECT_EQ(pubacks(), std::vector<uint16_t>({5, 6}));
+	ASSERT_EQ(flushed.size(), 1u);
+	EXPECT_EQ(flushed[0].fix.driver_id, 8u);
 }
