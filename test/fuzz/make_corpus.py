@@ -191,3 +191,45 @@ for i, (first, stream) in enumerate([
 write("fuzz_http_ingest", "mqtt_owntracks",
       bytes([0]) + b'{"_type":"location","lat":48.85,"lon":2.29,"tst":1763700000,"vel":36,"cog":56,"acc":10}')
 write("fuzz_http_ingest", "mqtt_no_driver", bytes([0]) + b'{"lat":12.97,"lon":77.59,"ts":1763700000123}')
+
+
+# fuzz_segment: encoded segments (what core/segment.cpp writes)
+def uvar(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def svar(v):
+    return uvar((v << 1) ^ (v >> 63) if v >= 0 else ((-v) << 1) - 1)
+
+
+def segment(fixes, present=7):
+    out = bytes([1]) + uvar(len(fixes)) + bytes([present])
+    pts = pdelta = plat = plon = plag = 0
+    popt = [0, 0, 0]
+    for i, (ts, lat, lon, spd, hdg, acc, rec) in enumerate(fixes):
+        lag = rec - ts * 1000
+        if i == 0:
+            out += svar(ts)
+        else:
+            d = ts - pts
+            out += svar(d if i == 1 else d - pdelta)
+            pdelta = d
+        out += svar(lat - plat) + svar(lon - plon) + svar(lag - plag)
+        for k, v in enumerate((spd, hdg, acc)):
+            if present & (1 << k):
+                out += svar(v - popt[k])
+                popt[k] = v
+        pts, plat, plon, plag = ts, lat, lon, lag
+    return out
+
+
+fleet = [(NOW + i * 1000, 129716000 + i * 700, 775946000 - i * 30, 800 + i, 9000, 50 + i % 7, (NOW + i * 1000) * 1000 + 250000)
+         for i in range(40)]
+write("fuzz_segment", "courier", segment(fleet))
+write("fuzz_segment", "parked", segment([(NOW + i * 2000, 1, -1, -1, -1, -1, (NOW + i * 2000) * 1000) for i in range(30)], 0))
+write("fuzz_segment", "extremes", segment([(-62135596800000, -900000000, -1800000000, 0, 0, 0, -62135596800000000),
+                                           (253402300799999, 900000000, 1800000000, 65534, 35999, 65534, 253402300799999000)]))
