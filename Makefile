@@ -1,15 +1,16 @@
 # PGXS build of the livetrack extension: make && make install; make installcheck
 EXTENSION = livetrack
 MODULE_big = livetrack
-DATA = sql/livetrack--0.1.0.sql sql/livetrack--0.1.0--0.2.0.sql
+DATA = sql/livetrack--0.1.0.sql sql/livetrack--0.1.0--0.2.0.sql sql/livetrack--0.2.0--0.3.0.sql
 
 # Pure C++ core (no Postgres headers; also built by CMake for unit tests),
 # the code Postgres calls (extension/), and the background workers (worker/).
 CORE = core/fix.o core/wire.o core/json_lines.o core/message.o core/live_table.o core/grid_index.o core/push.o core/hmac.o core/key_store.o \
-       core/base64.o core/jwt.o core/area.o core/http.o core/sse.o core/http_ingest.o core/websocket.o core/mqtt.o
-EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o extension/at_commit.o extension/edge_sql.o
+       core/base64.o core/jwt.o core/area.o core/http.o core/sse.o core/http_ingest.o core/websocket.o core/mqtt.o core/segment.o
+EXT = extension/livetrack.o extension/ingest.o extension/live_sql.o extension/stats.o extension/spatial_sql.o extension/nearest_scan.o extension/at_commit.o extension/edge_sql.o \
+      extension/history_sql.o extension/history_planner.o
 WORKERS = worker/listener_engine.o worker/worker_common.o worker/listener.o worker/flusher.o worker/history.o worker/order_push.o worker/key_windows.o \
-          worker/http_server.o worker/http.o worker/mqtt_client.o
+          worker/http_server.o worker/http.o worker/mqtt_client.o worker/compaction.o worker/compactor.o
 OBJS = $(CORE) $(EXT) $(WORKERS)
 
 # -fno-semantic-interposition: nothing replaces our functions at load time, so

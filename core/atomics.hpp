@@ -15,6 +15,7 @@ template <typename T> inline void store_relaxed(T &v, T x) { __atomic_store_n(&v
 template <typename T> inline void store_release(T &v, T x) { __atomic_store_n(&v, x, __ATOMIC_RELEASE); }
 template <typename T> inline T fetch_add(T &v, T x) { return __atomic_fetch_add(&v, x, __ATOMIC_ACQ_REL); }
 template <typename T> inline T fetch_add_relaxed(T &v, T x) { return __atomic_fetch_add(&v, x, __ATOMIC_RELAXED); }
+template <typename T> inline T fetch_sub_relaxed(T &v, T x) { return __atomic_fetch_sub(&v, x, __ATOMIC_RELAXED); }
 template <typename T> inline bool cas(T &v, T &expected, T desired) {
 	return __atomic_compare_exchange_n(&v, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }

@@ -37,6 +37,10 @@ namespace lt {
 	X(flush_errors)                                                                             \
 	X(partitions_created)                                                                       \
 	X(partitions_dropped)                                                                       \
+	/* compaction: the compactor and compact_history(), bumped with fetch_add */                \
+	X(compacted_fixes)     /* fixes moved from the hot log into segments */                     \
+	X(compacted_minutes)   /* hot partitions compacted by the compactor */                      \
+	X(compaction_errors)   /* compactor transactions that failed (it tries again) */            \
 	/* ingest() calls refused with an error: any backend, bumped with fetch_add */               \
 	X(ingest_rejected_malformed) /* driver_id, lat or lon NULL */                               \
 	X(ingest_rejected_range)     /* an argument out of range, or an unknown status */           \

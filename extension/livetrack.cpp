@@ -50,6 +50,7 @@ char *lt_mqtt_topics;
 char *lt_mqtt_client_id;
 char *lt_mqtt_username;
 char *lt_mqtt_password_file;
+int lt_compaction_delay_ms;
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -101,6 +102,7 @@ static void lt_shmem_startup(void) {
 		auto *ctl = reinterpret_cast<LtControl *>(base);
 		memset(ctl, 0, sizeof *ctl);
 		ctl->listener_procno = -1;
+		ctl->compactor_procno = -1;
 		for (LtHttpSlot &h : ctl->http)
 			h.procno = -1;
 		for (int32 &p : ctl->flusher_procno)
@@ -227,6 +229,11 @@ static void define_settings(void) {
 	                           "Tile URL template for the /map page, e.g. https://tile.example.com/{z}/{x}/{y}.png.",
 	                           "Empty: a plain background, and the page asks nothing of any other server.",
 	                           &lt_map_tiles, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("livetrack.compaction_delay",
+	                        "How long after a minute ends its history is compacted into segments.",
+	                        "Fixes for a minute that come later go to livetrack.hot_late and are compacted on their own.",
+	                        &lt_compaction_delay_ms, 30000, 0, 7 * 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL,
+	                        NULL);
 	DefineCustomStringVariable("livetrack.mqtt_broker", "MQTT broker the listener subscribes to, as mqtt://host:port.",
 	                           "Several, comma-separated, are nodes of one cluster, tried in turn. Empty: no MQTT.", &lt_mqtt_broker, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("livetrack.mqtt_topics", "Comma-separated MQTT topic filters, subscribed at QoS 1.",
@@ -273,8 +280,10 @@ void _PG_init(void) {
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lt_shmem_startup;
 	lt_nearest_scan_init();
+	lt_history_planner_init();
 	lt_at_commit_init();
 	register_worker("livetrack listener", "livetrack_listener_main");
+	register_worker("livetrack compactor", "livetrack_compactor_main");
 	for (int i = 0; i < lt_flushers; i++) {
 		char name[BGW_MAXLEN];
 		snprintf(name, sizeof name, "livetrack flusher %d", i + 1);

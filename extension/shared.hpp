@@ -81,6 +81,12 @@ struct LtControl {
 	uint64 last_flush_max_latency_us;
 	uint64 last_flush_duration_us;
 	uint64 tcp_connections; // open device connections (listener)
+	// History (issue 28): fixes in the hot log (flushers add after commit, the
+	// compactor subtracts and recounts now and then); the rest the compactor
+	// measures after each pass.
+	int32 compactor_procno; // -1 when not running
+	uint64 hot_fixes;
+	uint64 segment_rows, segment_fixes, segment_bytes, history_bytes;
 	uint64 mqtt_connected;  // 1 while the listener's MQTT session is up (listener)
 	uint64 mqtt_pending;    // MQTT messages taken, their PUBACK waiting for a commit (listener)
 	// Bumped when a transaction that changed an open order commits; a
@@ -146,10 +152,11 @@ extern char *lt_mqtt_topics;
 extern char *lt_mqtt_client_id;
 extern char *lt_mqtt_username;
 extern char *lt_mqtt_password_file;
+extern int lt_compaction_delay_ms;
 
 // The extension version these workers and functions were built for; the
 // workers wait while the database has another (ALTER EXTENSION ... UPDATE).
-#define LT_EXTENSION_VERSION "0.2.0"
+#define LT_EXTENSION_VERSION "0.3.0"
 
 constexpr uint64 kIngestQueueSize = 65536;
 constexpr uint64 kMovedFeedSize = 1 << 20; // 4 MB: 40 s of moves at 25,000 fixes/s
@@ -166,6 +173,10 @@ void lt_wake_http(void);
 // (between resets), else it is a gauge. put() must not raise an error.
 typedef void (*LtStatFn)(void *arg, const char *metric, uint64 value, bool counter);
 void lt_stats_collect(LtStatFn put, void *arg);
+
+// Installs the planner hook that lets ts filters on livetrack.pings prune
+// segments (extension/history_planner.cpp).
+void lt_history_planner_init(void);
 
 // What waits for commit (extension/at_commit.cpp). lt_notify() is NOTIFY,
 // counted in livetrack.stats when the transaction commits.

@@ -45,6 +45,12 @@ void lt_stats_collect(LtStatFn put, void *arg) {
 	put(arg, "ring_capacity", lt_ring.capacity(), false);
 	put(arg, "ingest_queue_used", lt_ingest.size(), false);
 	put(arg, "tcp_connections", lt::load_relaxed(ctl->tcp_connections), false);
+	put(arg, "history_hot_fixes", lt::load_relaxed(ctl->hot_fixes), false);
+	put(arg, "history_segment_fixes", lt::load_relaxed(ctl->segment_fixes), false);
+	put(arg, "history_segment_rows", lt::load_relaxed(ctl->segment_rows), false);
+	put(arg, "history_segment_bytes", lt::load_relaxed(ctl->segment_bytes), false);
+	put(arg, "history_bytes", lt::load_relaxed(ctl->history_bytes), false);
+	put(arg, "compactor_running", lt::load_relaxed(ctl->compactor_procno) >= 0 ? 1 : 0, false);
 	put(arg, "mqtt_connected", lt::load_relaxed(ctl->mqtt_connected), false);
 	put(arg, "mqtt_pending_acks", lt::load_relaxed(ctl->mqtt_pending), false);
 	put(arg, "http_connections", conns, false);

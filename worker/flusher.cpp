@@ -43,9 +43,11 @@ namespace {
 
 constexpr int64 kMaintenanceEveryUs = 60 * 1000000LL;
 constexpr int64 kSaveWindowsEveryUs = 5 * 1000000LL; // replays possible after a crash: up to this much
+constexpr int64 kSummarizeEveryUs = 1000000LL; // BRIN ranges of the open minutes (lt_history_summarize)
 
 MemoryContext batch_ctx;
 int64 next_maintenance_us;
+int64 next_summarize_us;
 int64 next_windows_us;
 Oid extension; // the livetrack extension we write for; static: survives the longjmp
 lt::FlushCost cost = lt::kInitialFlushCost; // what a batch takes, learnt as we go
@@ -97,6 +99,7 @@ void publish(const Committed &c) {
 				max_latency = lat;
 		}
 		lt::fetch_add_relaxed(ctl->counters.flushed_records, c.n);
+		lt::fetch_add_relaxed(ctl->hot_fixes, c.n); // every row goes to the hot log
 		lt::fetch_add_relaxed(ctl->counters.flush_batches, uint64(1));
 		lt::store_relaxed(ctl->last_flush_records, c.n);
 		lt::store_relaxed(ctl->last_flush_max_latency_us, max_latency);
@@ -307,6 +310,10 @@ void livetrack_flusher_main(Datum arg) {
 		if (me == 0 && now >= next_maintenance_us) {
 			next_maintenance_us = now + kMaintenanceEveryUs;
 			lt_history_maintain();
+		}
+		if (me == 0 && now >= next_summarize_us) {
+			next_summarize_us = now + kSummarizeEveryUs;
+			lt_history_summarize();
 		}
 		if (me == 0 && now >= next_windows_us) {
 			next_windows_us = now + kSaveWindowsEveryUs;

@@ -25,80 +25,69 @@ extern "C" {
 
 namespace {
 
-constexpr int64 kDayMs = 86400000;
 constexpr int kChunk = 1000;     // rows per table_multi_insert call
-constexpr int kCacheDays = 4;
+constexpr int kCacheMinutes = 8;
 constexpr int64 kWritebackEveryUs = 250000;
 
-// day (days since 1970-01-01, UTC) -> partition OID.
+// minute (Unix ms of its start) -> hot partition OID.
 struct PartitionCache {
-	int64 day[kCacheDays];
-	Oid relid[kCacheDays];
+	int64 minute[kCacheMinutes];
+	Oid relid[kCacheMinutes];
 	int next;
 } cache;
 
-int64 day_of(int64 ts_ms) { return ts_ms >= 0 ? ts_ms / kDayMs : -((-ts_ms + kDayMs - 1) / kDayMs); }
+Oid hot_late_relid;
 
-Oid partition_for(int64 day) {
-	for (int i = 0; i < kCacheDays; i++)
-		if (OidIsValid(cache.relid[i]) && cache.day[i] == day)
-			return cache.relid[i];
-	// Missing: ask SQL to find or create it (DDL lives in the extension script).
-	Oid argtypes[1] = {DATEOID};
-	Datum args[1] = {DateADTGetDatum(DateADT(day - 10957))}; // 10957 days from 1970 to 2000
+Oid ask_sql(const char *query, Oid argtype, Datum arg) {
+	Oid argtypes[1] = {argtype};
+	Datum args[1] = {arg};
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT livetrack._ensure_partition($1)::oid", 1, argtypes, args, NULL, false, 1) !=
-	        SPI_OK_SELECT ||
-	    SPI_processed != 1)
-		elog(ERROR, "livetrack: could not find or create the history partition");
+	if (SPI_execute_with_args(query, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "livetrack: could not find or create a history partition");
 	bool isnull;
 	Oid relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	cache.day[cache.next] = day;
-	cache.relid[cache.next] = relid;
-	cache.next = (cache.next + 1) % kCacheDays;
 	return relid;
 }
 
-// Where our columns are in a partition (users may have added columns).
-enum { cDriver, cTs, cGeog, cSpeed, cHeading, cAccuracy, cReceived, kCols };
-const char *const kColNames[kCols] = {"driver_id", "ts", "geog", "speed_mps", "heading_deg", "accuracy_m", "received_at"};
-
-void map_columns(TupleDesc desc, int *attidx) {
-	for (int c = 0; c < kCols; c++) {
-		attidx[c] = -1;
-		for (int i = 0; i < desc->natts; i++) {
-			Form_pg_attribute a = TupleDescAttr(desc, i);
-			if (!a->attisdropped && strcmp(NameStr(a->attname), kColNames[c]) == 0)
-				attidx[c] = i;
-		}
-		if (attidx[c] < 0)
-			elog(ERROR, "livetrack: column %s is missing from livetrack.pings", kColNames[c]);
-	}
+Oid partition_for(int64 minute_ms) {
+	for (int i = 0; i < kCacheMinutes; i++)
+		if (OidIsValid(cache.relid[i]) && cache.minute[i] == minute_ms)
+			return cache.relid[i];
+	// Missing: ask SQL to find or create it (DDL lives in the extension script).
+	Oid relid = ask_sql("SELECT livetrack._hot_partition($1)::oid", TIMESTAMPTZOID,
+	                    TimestampTzGetDatum(lt_unix_us_to_ts(minute_ms * 1000)));
+	cache.minute[cache.next] = minute_ms;
+	cache.relid[cache.next] = relid;
+	cache.next = (cache.next + 1) % kCacheMinutes;
+	return relid;
 }
 
-void fill_slot(TupleTableSlot *slot, const int *attidx, const lt::Ping &p) {
+void forget_minute(Oid relid) {
+	for (int i = 0; i < kCacheMinutes; i++)
+		if (cache.relid[i] == relid)
+			cache.relid[i] = InvalidOid;
+}
+
+// The hot log's columns (sql/livetrack--0.2.0--0.3.0.sql), in order.
+enum { cDriver, cTs, cLat, cLon, cSpeed, cHeading, cAccuracy, cReceived, kCols };
+
+void fill_slot(TupleTableSlot *slot, const lt::Ping &p) {
 	ExecClearTuple(slot);
-	int natts = slot->tts_tupleDescriptor->natts;
-	for (int i = 0; i < natts; i++)
-		slot->tts_isnull[i] = true;
 	const lt::Fix &f = p.fix;
 	Datum *v = slot->tts_values;
 	bool *n = slot->tts_isnull;
-	auto set = [&](int col, Datum d, bool null = false) {
-		v[attidx[col]] = d;
-		n[attidx[col]] = null;
-	};
-	set(cDriver, Int64GetDatum(int64(f.driver_id)));
-	set(cTs, TimestampTzGetDatum(lt_unix_us_to_ts(f.ts_ms * 1000)));
-	auto *g = static_cast<uint8_t *>(palloc(lt::gser::kPointSize));
-	SET_VARSIZE(g, lt::gser::kPointSize);
-	lt::gser::encode_point_body(g, f.lon_e7 / 1e7, f.lat_e7 / 1e7);
-	set(cGeog, PointerGetDatum(g));
-	set(cSpeed, Float4GetDatum(float4(f.speed_cms / 100.0)), f.speed_cms == lt::kUnknown16);
-	set(cHeading, Float4GetDatum(float4(f.heading_cd / 100.0)), f.heading_cd == lt::kUnknown16);
-	set(cAccuracy, Float4GetDatum(float4(f.accuracy_dm / 10.0)), f.accuracy_dm == lt::kUnknown16);
-	set(cReceived, TimestampTzGetDatum(lt_unix_us_to_ts(p.received_us)));
+	for (int i = 0; i < kCols; i++)
+		n[i] = false;
+	v[cDriver] = Int64GetDatum(int64(f.driver_id));
+	v[cTs] = TimestampTzGetDatum(lt_unix_us_to_ts(f.ts_ms * 1000));
+	v[cLat] = Int32GetDatum(f.lat_e7);
+	v[cLon] = Int32GetDatum(f.lon_e7);
+	// The wire's 16-bit values, bits kept (0xFFFF, unknown, reads as -1).
+	v[cSpeed] = Int16GetDatum(int16(f.speed_cms));
+	v[cHeading] = Int16GetDatum(int16(f.heading_cd));
+	v[cAccuracy] = Int16GetDatum(int16(f.accuracy_dm));
+	v[cReceived] = TimestampTzGetDatum(lt_unix_us_to_ts(p.received_us));
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -118,58 +107,39 @@ void start_writeback(Relation r) {
 // Slots for table_multi_insert, kept for the flusher's life: making and
 // dropping a thousand per batch (each pinning the row descriptor in the
 // transaction's resource owner) took 6-8 % of a flusher's CPU. They use a
-// private, unpinned copy of the partitions' row descriptor, so no
-// transaction owns them, and are made again if a partition's columns are laid
-// out differently (a user may add a column to history).
+// private, unpinned copy of the hot log's row descriptor, so no transaction
+// owns them.
 struct SlotCache {
 	TupleDesc desc;
-	const TupleTableSlotOps *ops;
 	TupleTableSlot *slots[kChunk];
 	int n;
 } slot_cache;
 
-bool same_layout(TupleDesc a, TupleDesc b) {
-	if (a->natts != b->natts)
-		return false;
-	for (int i = 0; i < a->natts; i++) {
-		Form_pg_attribute x = TupleDescAttr(a, i), y = TupleDescAttr(b, i);
-		if (x->atttypid != y->atttypid || x->atttypmod != y->atttypmod || x->attlen != y->attlen ||
-		    x->attbyval != y->attbyval || x->attalign != y->attalign || x->attstorage != y->attstorage ||
-		    x->attisdropped != y->attisdropped)
-			return false;
-	}
-	return true;
-}
-
 TupleTableSlot **slots_for(Relation rel, int n) {
-	TupleDesc desc = RelationGetDescr(rel);
-	const TupleTableSlotOps *ops = table_slot_callbacks(rel);
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	if (slot_cache.desc == NULL || slot_cache.ops != ops || !same_layout(slot_cache.desc, desc)) {
-		for (int i = 0; i < slot_cache.n; i++)
-			ExecDropSingleTupleTableSlot(slot_cache.slots[i]);
-		slot_cache.n = 0;
-		if (slot_cache.desc != NULL)
-			FreeTupleDesc(slot_cache.desc);
-		slot_cache.desc = NULL; // in case the copy fails
+	if (slot_cache.desc == NULL) {
+		TupleDesc desc = RelationGetDescr(rel);
+		if (desc->natts != kCols)
+			elog(ERROR, "livetrack: the hot log has %d columns, not %d", desc->natts, kCols);
 		slot_cache.desc = CreateTupleDescCopy(desc); // refcount -1: never pinned
-		slot_cache.ops = ops;
 	}
 	while (slot_cache.n < n)
-		slot_cache.slots[slot_cache.n++] = MakeSingleTupleTableSlot(slot_cache.desc, ops);
+		slot_cache.slots[slot_cache.n++] = MakeSingleTupleTableSlot(slot_cache.desc, &TTSOpsVirtual);
 	MemoryContextSwitchTo(old);
 	return slot_cache.slots;
 }
 
-// Inserts rows[0..n) (indexes into pings) into one partition.
-void insert_into(Oid relid, const lt::Ping *pings, const int *rows, int n) {
-	Relation rel = table_open(relid, RowExclusiveLock);
+// Inserts rows[0..n) (indexes into pings) into one hot partition (or the
+// late table). False if the partition is gone: compacted and dropped since
+// the cache learnt of it.
+bool insert_into(Oid relid, const lt::Ping *pings, const int *rows, int n) {
+	Relation rel = try_table_open(relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
 	EState *estate = CreateExecutorState();
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
-	int attidx[kCols];
-	map_columns(RelationGetDescr(rel), attidx);
 
 	BulkInsertState bistate = GetBulkInsertState();
 	CommandId cid = GetCurrentCommandId(true);
@@ -179,8 +149,10 @@ void insert_into(Oid relid, const lt::Ping *pings, const int *rows, int n) {
 		int m = n - done < kChunk ? n - done : kChunk;
 		MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
 		for (int i = 0; i < m; i++)
-			fill_slot(slots[i], attidx, pings[rows[done + i]]);
+			fill_slot(slots[i], pings[rows[done + i]]);
 		table_multi_insert(rel, slots, m, cid, 0, bistate);
+		// The BRIN on driver_id: its ranges are summarized afterwards
+		// (lt_history_summarize), so this is cheap for fresh pages.
 		for (int i = 0; i < m; i++)
 			if (rri->ri_NumIndices > 0)
 				list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
@@ -193,48 +165,71 @@ void insert_into(Oid relid, const lt::Ping *pings, const int *rows, int n) {
 
 	FreeBulkInsertState(bistate);
 	table_finish_bulk_insert(rel, 0);
-	// Whichever flusher comes first after the interval does it for all: they
-	// write the same partition.
+	// Whichever flusher comes first after the interval does it for all.
 	int64 now = lt::mono_us(), due = lt::load_relaxed(lt_ctl->writeback_due_us);
-	if (now >= due && lt::cas(lt_ctl->writeback_due_us, due, now + kWritebackEveryUs)) {
+	if (now >= due && lt::cas(lt_ctl->writeback_due_us, due, now + kWritebackEveryUs))
 		start_writeback(rel);
-		for (int i = 0; i < rri->ri_NumIndices; i++)
-			start_writeback(rri->ri_IndexRelationDescs[i]);
-	}
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+	return true;
 }
 
 } // namespace
 
-void lt_history_forget(void) { memset(&cache, 0, sizeof cache); }
+void lt_history_forget(void) {
+	memset(&cache, 0, sizeof cache);
+	hot_late_relid = InvalidOid;
+}
+
+int64 lt_minute_of(int64 ts_ms) {
+	constexpr int64 kMinuteMs = 60000;
+	return (ts_ms >= 0 ? ts_ms / kMinuteMs : -((-ts_ms + kMinuteMs - 1) / kMinuteMs)) * kMinuteMs;
+}
+
+bool lt_minute_closed(int64 minute_ms, int64 now_ms) {
+	return now_ms >= minute_ms + 60000 + int64(lt_compaction_delay_ms);
+}
 
 void lt_history_insert(const lt::Ping *pings, int n) {
 	int *rows = static_cast<int *>(palloc(sizeof(int) * size_t(n)));
 	bool *done = static_cast<bool *>(palloc0(sizeof(bool) * size_t(n)));
 	for (int i = 0; i < n; i++)
 		done[i] = (pings[i].flags & lt::kPingStatusOnly) != 0; // no fix: nothing for history
-	// Usually one day per batch; around midnight, two.
+	int64 now_ms = lt::now_us() / 1000;
+	// Usually one or two minutes per batch, and a few late fixes. A minute
+	// that is closed (the compactor may have taken it) goes to hot_late.
 	for (int first = 0; first < n; first++) {
 		if (done[first])
 			continue;
-		int64 day = day_of(pings[first].fix.ts_ms);
+		int64 minute = lt_minute_of(pings[first].fix.ts_ms);
+		bool late = lt_minute_closed(minute, now_ms);
 		int m = 0;
 		for (int i = first; i < n; i++)
-			if (!done[i] && day_of(pings[i].fix.ts_ms) == day) {
+			if (!done[i] && (late ? lt_minute_closed(lt_minute_of(pings[i].fix.ts_ms), now_ms)
+			                      : lt_minute_of(pings[i].fix.ts_ms) == minute)) {
 				rows[m++] = i;
 				done[i] = true;
 			}
-		// In key order, consecutive inserts descend the (driver_id, ts) index
-		// along nearly the same path, whose pages are still in the CPU cache:
-		// with fixes in random order (devices are independent) the flushers
-		// wrote 240,000 records/s, sorted 290,000-310,000.
+		// In driver order, so that one driver's rows of a batch share a page
+		// and the BRIN on driver_id finds them (trail(), WHERE driver_id = ).
 		std::sort(rows, rows + m, [pings](int a, int b) {
 			const lt::Fix &x = pings[a].fix, &y = pings[b].fix;
 			return x.driver_id != y.driver_id ? x.driver_id < y.driver_id : x.ts_ms < y.ts_ms;
 		});
-		insert_into(partition_for(day), pings, rows, m);
+		if (late) {
+			if (!OidIsValid(hot_late_relid))
+				hot_late_relid = ask_sql("SELECT $1::regclass::oid", TEXTOID, CStringGetTextDatum("livetrack.hot_late"));
+			if (!insert_into(hot_late_relid, pings, rows, m))
+				elog(ERROR, "livetrack: livetrack.hot_late is missing");
+			continue;
+		}
+		Oid relid = partition_for(minute);
+		if (!insert_into(relid, pings, rows, m)) {
+			forget_minute(relid); // dropped meanwhile: find or make it again
+			if (!insert_into(partition_for(minute), pings, rows, m))
+				elog(ERROR, "livetrack: the hot partition of a minute vanished twice");
+		}
 	}
 	pfree(rows);
 	pfree(done);
@@ -278,7 +273,7 @@ void lt_history_maintain(void) {
 	PushActiveSnapshot(GetTransactionSnapshot());
 	Oid argtypes[1] = {INT4OID};
 	Datum args[1] = {Int32GetDatum(lt_history_retention_min)};
-	if (SPI_execute_with_args("SELECT created, dropped FROM livetrack._maintain_partitions($1)", 1, argtypes, args,
+	if (SPI_execute_with_args("SELECT created, dropped FROM livetrack._maintain_history($1)", 1, argtypes, args,
 	                          NULL, false, 1) == SPI_OK_SELECT &&
 	    SPI_processed == 1) {
 		bool n1, n2;
@@ -293,4 +288,19 @@ void lt_history_maintain(void) {
 	SPI_finish();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
+}
+
+void lt_history_summarize(void) {
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	// lock_timeout: it waits for nothing important (SHARE UPDATE EXCLUSIVE
+	// conflicts only with maintenance commands on the same partition).
+	if (SPI_execute("SELECT set_config('lock_timeout', '500ms', true), livetrack._summarize_hot()", false, 1) !=
+	    SPI_OK_SELECT)
+		elog(ERROR, "livetrack: could not summarize the hot log's BRIN ranges");
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
 }

@@ -12,6 +12,7 @@ use File::Temp qw(tempfile);
 use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
@@ -49,8 +50,9 @@ sub _spawn {
 	if ($pid == 0) {
 		open STDOUT, '>>', "$b->{dir}/stdout.log";
 		open STDERR, '>&', \*STDOUT;
-		exec $mosquitto, '-c', $b->{conf};
-		die "exec mosquitto: $!";
+		{ exec $mosquitto, '-c', $b->{conf} }
+		print STDERR "exec mosquitto: $!\n";
+		POSIX::_exit(127);
 	}
 	$b->{pid} = $pid;
 	# Ready when the port answers.
@@ -97,8 +99,8 @@ sub start_spy {
 	  or die "spy listen: $!";
 	my $pid = fork() // die "fork: $!";
 	if ($pid == 0) {
-		_relay($l, $broker_port, $log);
-		exit 0;
+		eval { _relay($l, $broker_port, $log) };
+		POSIX::_exit(0); # never exit(): the test's END blocks stop its nodes
 	}
 	close $l;
 	return { pid => $pid, port => $port, log => $log };

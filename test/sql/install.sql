@@ -5,19 +5,21 @@ SELECT extname FROM pg_extension WHERE extname IN ('livetrack', 'postgis') ORDER
 -- wait_flushed() waits for the listener to serve, so it is ready after this.
 SELECT livetrack.wait_flushed('30 s');
 
--- The flusher creates today's and tomorrow's history partitions ahead of need.
+-- The flusher creates the hot log's partitions for the next minutes and
+-- the segments' for today and tomorrow, ahead of need.
 DO $$
 BEGIN
     FOR i IN 1..300 LOOP
-        EXIT WHEN (SELECT count(*) FROM pg_inherits WHERE inhparent = 'livetrack.pings'::regclass) >= 2;
+        EXIT WHEN (SELECT count(*) FROM pg_inherits WHERE inhparent = 'livetrack.segments'::regclass) >= 2;
         PERFORM pg_sleep(0.1);
     END LOOP;
 END $$;
-SELECT c.relname = 'pings_' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD') AS named_by_day,
+SELECT c.relname = 'segments_' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD') AS named_by_day,
        pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%' AS range_partition
 FROM generate_series(0, 1) d
-JOIN pg_class c ON c.relname = 'pings_' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD')
+JOIN pg_class c ON c.relname = 'segments_' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD')
 ORDER BY d;
+SELECT count(*) >= 5 AS hot_minutes_ahead FROM pg_inherits WHERE inhparent = 'livetrack.hot'::regclass;
 
 -- The workers show in pg_stat_activity under their own names.
 SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1;

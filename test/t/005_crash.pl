@@ -74,7 +74,8 @@ for my $case ([ 'flusher 1', 'KILL' ], [ 'listener', 'KILL' ], [ 'flusher 1', 'T
 	is($node->safe_psql('postgres', "SELECT count(*) FROM livetrack.pings WHERE driver_id = $id"), '1',
 		"$worker: and its record is in history");
 	like($node->safe_psql('postgres', "SELECT backend_type FROM pg_stat_activity WHERE backend_type LIKE 'livetrack%' ORDER BY 1"),
-		qr/^livetrack flusher 1\nlivetrack flusher 2\nlivetrack http\nlivetrack listener$/, "$worker: all four workers are back");
+		qr/^livetrack compactor\nlivetrack flusher 1\nlivetrack flusher 2\nlivetrack http\nlivetrack listener$/,
+		"$worker: all five workers are back");
 }
 
 # The listener asks for a short scheduler slice (docs/architecture.md), and

@@ -29,9 +29,11 @@ sub dirty_bytes {
 }
 
 # Writeback is skipped with fsync = off, the test clusters' default.
-my ($node, $port) = start_node('writeback', 'fsync = on');
+# compaction_delay: the minute is not compacted (and emptied) under the test.
+my ($node, $port) = start_node('writeback', 'fsync = on', "livetrack.compaction_delay = '1h'");
 
-# About 8 MB of history in one partition, through the ring and the flushers.
+# About 4 MB of history in one hot partition (one ts, one minute), through
+# the ring and the flushers.
 $node->safe_psql('postgres',
 	"SELECT count(livetrack.ingest(i, 10 + i / 1e6, 20, now())) FROM generate_series(1, 60000) i");
 wait_flushed($node);
@@ -43,7 +45,7 @@ wait_flushed($node);
 
 my $file = $node->data_dir . '/'
   . $node->safe_psql('postgres',
-	"SELECT pg_relation_filepath(tableoid) FROM livetrack.pings WHERE driver_id = 60000 LIMIT 1");
+	"SELECT pg_relation_filepath(tableoid) FROM livetrack.hot WHERE driver_id = 60000 LIMIT 1");
 my $size = -s $file;
 ok($size > 2 << 20, "the partition holds $size bytes");
 my ($dirty, $writeback) = dirty_bytes($file);
