@@ -34,7 +34,10 @@ CREATE INDEX hot_driver_brin ON livetrack.hot USING brin (driver_id) WITH (pages
 -- Fixes for a minute that is already closed (livetrack.compaction_delay
 -- after its end): a device that was offline, a late resend. The compactor
 -- turns them into further segment rows of their minutes.
-CREATE TABLE livetrack.hot_late (LIKE livetrack.hot);
+-- No autovacuum here or on the minutes: rows are never updated or deleted,
+-- the compactor empties them with TRUNCATE, and a vacuum would only take
+-- locks the flushers' BRIN summaries and the compactor then wait for.
+CREATE TABLE livetrack.hot_late (LIKE livetrack.hot) WITH (autovacuum_enabled = false);
 
 -- Segments: one row per driver per minute (more when late fixes came after
 -- the minute was compacted), in daily partitions of `period`. One driver's
@@ -53,7 +56,10 @@ CREATE TABLE livetrack.segments (
     data      bytea NOT NULL         -- core/segment.hpp
 ) PARTITION BY RANGE (period);
 CREATE INDEX segments_driver_period ON livetrack.segments (driver_id, period);
-CREATE INDEX segments_period_brin ON livetrack.segments USING brin (period);
+-- autosummarize: a range is summarized as soon as it fills (an autovacuum work
+-- item), so a recent time window does not read every page added since the
+-- last vacuum.
+CREATE INDEX segments_period_brin ON livetrack.segments USING brin (period) WITH (autosummarize = on);
 
 -- What the compactor keeps per day: fixes and rows in segments, for
 -- livetrack.stats without counting billions of rows.
@@ -126,7 +132,7 @@ BEGIN
     LOCK TABLE ONLY livetrack.hot IN SHARE UPDATE EXCLUSIVE MODE;
     rel := to_regclass(format('livetrack.%I', name));
     IF rel IS NULL THEN
-        EXECUTE format('CREATE TABLE livetrack.%I (LIKE livetrack.hot)', name);
+        EXECUTE format('CREATE TABLE livetrack.%I (LIKE livetrack.hot) WITH (autovacuum_enabled = false)', name);
         EXECUTE format('ALTER TABLE livetrack.hot ATTACH PARTITION livetrack.%I FOR VALUES FROM (%L) TO (%L)',
                        name, minute, minute + interval '1 minute');
         rel := format('livetrack.%I', name)::regclass;
@@ -301,9 +307,12 @@ CREATE FUNCTION livetrack._summarize_hot() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     minute timestamptz := date_trunc('minute', now());
+    delay interval := current_setting('livetrack.compaction_delay')::interval;
     idx regclass;
 BEGIN
     FOR m IN -2..0 LOOP
+        -- Closed minutes are the compactor's (it locks them against this).
+        CONTINUE WHEN minute + make_interval(mins => m + 1) + delay <= now();
         FOR idx IN
             SELECT i.indexrelid::regclass FROM pg_index i
             WHERE i.indrelid = to_regclass(format('livetrack.%I', livetrack._hot_name(minute + make_interval(mins => m))))

@@ -280,9 +280,11 @@ uint64 lt_compact_minute(Oid relid, bool bounded) {
 	// Empty it. TRUNCATE waits for readers of this partition; the worker
 	// gives up after a while (and tries again later) rather than have new
 	// readers queue behind it.
-	if (bounded)
-		run("SELECT set_config('lock_timeout', '1s', true)");
-	run(psprintf("TRUNCATE %s", rel));
+	if (w->moved > 0) { // nothing to empty (hot_late, most passes): no lock to wait for
+		if (bounded)
+			run("SELECT set_config('lock_timeout', '1s', true)");
+		run(psprintf("TRUNCATE %s", rel));
+	}
 	uint64 moved = w->moved;
 	SPI_finish();
 	lt::fetch_add_relaxed(lt_ctl->counters.compacted_fixes, moved);

@@ -295,9 +295,10 @@ void lt_history_summarize(void) {
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	// lock_timeout: it waits for nothing important (SHARE UPDATE EXCLUSIVE
-	// conflicts only with maintenance commands on the same partition).
-	if (SPI_execute("SELECT set_config('lock_timeout', '500ms', true), livetrack._summarize_hot()", false, 1) !=
+	// A short lock_timeout: this flusher's next batch must not wait behind
+	// it (SHARE UPDATE EXCLUSIVE conflicts only with maintenance commands on
+	// the same partition; a range left out now is summarized next second).
+	if (SPI_execute("SELECT set_config('lock_timeout', '20ms', true), livetrack._summarize_hot()", false, 1) !=
 	    SPI_OK_SELECT)
 		elog(ERROR, "livetrack: could not summarize the hot log's BRIN ranges");
 	PopActiveSnapshot();

@@ -24,8 +24,8 @@ is($sql->("SELECT extversion FROM pg_extension WHERE extname = 'livetrack'"), '0
 $sql->(q{
 	INSERT INTO livetrack.drivers (driver_id, status, status_since) VALUES (7001, 'busy', now()), (7002, 'available', now()),
 	    (7003, 'offline', now());
-	SELECT livetrack._ensure_partition((now() AT TIME ZONE 'UTC')::date);
-	SELECT livetrack._ensure_partition((now() AT TIME ZONE 'UTC')::date - 2);
+	-- Today, yesterday (half an hour ago may be yesterday) and the day before.
+	SELECT livetrack._ensure_partition((now() AT TIME ZONE 'UTC')::date - k) FROM generate_series(0, 2) k;
 	INSERT INTO livetrack.pings (driver_id, ts, geog, speed_mps, heading_deg, accuracy_m, received_at)
 	SELECT 7000 + d, t, ST_SetSRID(ST_MakePoint(77.5 + i / 1e4, 12.9 + d / 1e3), 4326)::geography,
 	       CASE WHEN i % 3 = 0 THEN NULL ELSE i / 10.0 END, (i * 7) % 360, 5, t + interval '150 ms'
