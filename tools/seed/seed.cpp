@@ -45,6 +45,10 @@ struct Options {
 	// 13-18 ms: parsing and planning a 1000-tuple VALUES list costs more) and
 	// is there with --method unnest, as the strongest variant of the idea.
 	bool unnest = false;
+	// --method copy: binary COPY into seed_copy, a table of the hot log's
+	// narrow columns with no index at all. Not a way to keep history: the
+	// ceiling of what this cluster can append, for bench/ingest.
+	bool copy = false;
 	fleet::City city;
 	uint64_t id_base = 1;
 	uint64_t seed = 1;
@@ -61,8 +65,10 @@ void usage() {
 	           "  --rows-per-insert K    rows per INSERT (1000)\n"
 	           "  --connections C        connections, one thread each (1)\n"
 	           "  --rate R|max           rows/s offered in total (max)\n"
-	           "  --method values|unnest multi-row VALUES (default) or unnest of arrays (faster)\n"
-	           "  --setup                (re)create table seed_pings and its indexes first\n"
+	           "  --method values|unnest|copy\n"
+	           "                         multi-row VALUES (default), unnest of arrays (faster), or\n"
+	           "                         binary COPY into seed_copy (no index: the append ceiling)\n"
+	           "  --setup                (re)create table seed_pings and its indexes (copy: seed_copy)\n"
 	           "  --city LAT,LON         city centre (12.9716,77.5946)\n"
 	           "  --radius-km R          city radius (15)\n"
 	           "  --id-base B, --seed X  first driver id (1), random seed (1)\n"
@@ -104,7 +110,7 @@ Options parse(int argc, char **argv) {
 		} else if (a == "--duration") {
 			o.duration = tool::parse_double(a, val(), 0.1, 1e7);
 		} else if (a == "--rows-per-insert") {
-			o.rows = int(tool::parse_uint(a, val(), 1, 9000)); // 7 params a row, 65535 at most
+			o.rows = int(tool::parse_uint(a, val(), 1, 1000000)); // checked against the method below
 		} else if (a == "--connections") {
 			o.connections = int(tool::parse_uint(a, val(), 1, 256));
 		} else if (a == "--rate") {
@@ -112,9 +118,10 @@ Options parse(int argc, char **argv) {
 			o.rate = v == "max" ? 0 : tool::parse_double(a, v.c_str(), 0.001, 1e9);
 		} else if (a == "--method") {
 			std::string v = val();
-			if (v != "values" && v != "unnest")
-				die("--method: values or unnest");
+			if (v != "values" && v != "unnest" && v != "copy")
+				die("--method: values, unnest or copy");
 			o.unnest = v == "unnest";
+			o.copy = v == "copy";
 		} else if (a == "--setup") {
 			o.setup = true;
 		} else if (a == "--summary-json") {
@@ -146,6 +153,10 @@ Options parse(int argc, char **argv) {
 	}
 	if (o.drivers < uint64_t(o.connections))
 		die("--drivers must be at least --connections");
+	if (!o.copy && o.rows > 9000)
+		die("--rows-per-insert: at most 9000 for values and unnest (7 parameters a row, 65535 at most)");
+	if (o.copy && !o.mqtt.empty())
+		die("--method copy generates its rows; it does not take --mqtt");
 	return o;
 }
 
@@ -155,6 +166,11 @@ const char *kSetupSql = "CREATE EXTENSION IF NOT EXISTS postgis;"
                         " speed_mps real, heading_deg real, accuracy_m real, received_at timestamptz default now());"
                         "CREATE INDEX seed_pings_geog ON seed_pings USING gist (geog);"
                         "CREATE INDEX seed_pings_driver_ts ON seed_pings (driver_id, ts);";
+
+const char *kCopySetupSql = "DROP TABLE IF EXISTS seed_copy;"
+                            "CREATE TABLE seed_copy (driver_id bigint NOT NULL, ts timestamptz NOT NULL,"
+                            " lat_e7 integer NOT NULL, lon_e7 integer NOT NULL, speed smallint NOT NULL,"
+                            " heading smallint NOT NULL, accuracy smallint NOT NULL, received_at timestamptz NOT NULL)";
 
 constexpr int kCols = 7; // driver_id, ts, lon, lat, speed, heading, accuracy
 constexpr Oid kTypes[kCols] = {20, 1184, 701, 701, 700, 700, 700};        // int8 timestamptz float8 float4
@@ -336,6 +352,11 @@ struct Worker {
 			fail(err);
 			return;
 		}
+		if (o->copy) {
+			run_copy(c, start, end);
+			PQfinish(c);
+			return;
+		}
 		// A 1000-row insert takes milliseconds; 60 s only catches a stuck server.
 		if (!tool::pg_command(c, "SET statement_timeout = '60s'", err)) {
 			fail(err);
@@ -446,11 +467,93 @@ struct Worker {
 		}
 		PQfinish(c);
 	}
+	// One COPY ... FROM STDIN (FORMAT binary) of o->rows rows per transaction,
+	// the rows the same as the hot log's (received_at: the client's clock).
+	void run_copy(PGconn *c, int64_t start, int64_t end) {
+		const size_t n = size_t(o->rows);
+		// 19-byte header, then per row a field count and 8 length-prefixed fields.
+		constexpr size_t kRow = 2 + (4 + 8) * 3 + (4 + 4) * 2 + (4 + 2) * 3;
+		std::vector<char> buf(19 + n * kRow + 2);
+		std::memcpy(buf.data(), "PGCOPY\n\377\r\n\0", 11);
+		tool::put_be32(buf.data() + 11, 0); // flags
+		tool::put_be32(buf.data() + 15, 0); // header extension
+		uint64_t generated = 0;
+		while (tool::signals() == 0 && lt::mono_us() < end) {
+			int64_t now = lt::mono_us();
+			if (rate > 0) {
+				int64_t full_at = start + int64_t(double(generated + n) * 1e6 / rate);
+				if (full_at > now) {
+					tool::sleep_until(std::min(full_at, end));
+					continue;
+				}
+			}
+			int64_t wall_minus_mono = lt::now_us() - lt::mono_us();
+			char *p = buf.data() + 19;
+			auto put = [&p](int bytes, uint64_t v) {
+				tool::put_be32(p, uint32_t(bytes));
+				p += 4;
+				if (bytes == 8)
+					tool::put_be64(p, v);
+				else if (bytes == 4)
+					tool::put_be32(p, uint32_t(v));
+				else {
+					p[0] = char(v >> 8);
+					p[1] = char(v);
+				}
+				p += bytes;
+			};
+			for (size_t i = 0; i < n; i++) {
+				int64_t arrived = rate > 0 ? start + int64_t(double(generated + i) * 1e6 / rate) : lt::mono_us();
+				lt::Fix f = fleet::next_fix(drivers[next], o->city, rng, arrived + wall_minus_mono);
+				next = (next + 1) % drivers.size();
+				p[0] = 0;
+				p[1] = 8;
+				p += 2;
+				put(8, f.driver_id);
+				put(8, uint64_t(f.ts_ms * 1000 - tool::kPgEpochUnixUs));
+				put(4, uint32_t(f.lat_e7));
+				put(4, uint32_t(f.lon_e7));
+				put(2, f.speed_cms);
+				put(2, f.heading_cd);
+				put(2, f.accuracy_dm);
+				put(8, uint64_t(lt::now_us() - tool::kPgEpochUnixUs));
+			}
+			p[0] = char(0xff); // trailer: field count -1
+			p[1] = char(0xff);
+			p += 2;
+			generated += n;
+			int64_t sent = lt::mono_us();
+			PGresult *r = PQexec(c, "COPY seed_copy FROM STDIN (FORMAT binary)");
+			bool ok = PQresultStatus(r) == PGRES_COPY_IN;
+			PQclear(r);
+			ok = ok && PQputCopyData(c, buf.data(), int(p - buf.data())) == 1 && PQputCopyEnd(c, nullptr) == 1;
+			r = PQgetResult(c);
+			ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+			if (!ok) {
+				fail(std::string("copy: ") + PQerrorMessage(c));
+				PQclear(r);
+				while ((r = PQgetResult(c)) != nullptr)
+					PQclear(r);
+				return;
+			}
+			PQclear(r);
+			int64_t committed = lt::mono_us();
+			insert_ms.push_back(double(committed - sent) / 1000.0);
+			latency_ms.push_back(double(committed - sent) / 1000.0); // per COPY: rows all wait for it
+			last_commit = committed;
+			rows_done.fetch_add(n, std::memory_order_relaxed);
+			inserts.fetch_add(1, std::memory_order_relaxed);
+		}
+	}
 	void fail(const std::string &why) {
 		std::fprintf(stderr, "seed[%d]: %s\n", index, why.c_str());
 		failed = true;
 	}
 };
+
+const char *method_name(const Options &o) {
+	return o.copy ? "copy" : o.unnest ? "unnest" : "values";
+}
 
 } // namespace
 
@@ -464,7 +567,8 @@ int main(int argc, char **argv) {
 		PGconn *c = tool::pg_connect(o.dsn, err);
 		if (!c)
 			die("%s", err.c_str());
-		if (!tool::pg_command(c, "SET client_min_messages = warning", err) || !tool::pg_command(c, kSetupSql, err))
+		if (!tool::pg_command(c, "SET client_min_messages = warning", err) ||
+		    !tool::pg_command(c, o.copy ? kCopySetupSql : kSetupSql, err))
 			die("setup: %s", err.c_str());
 		PQfinish(c);
 	}
@@ -544,7 +648,7 @@ int main(int argc, char **argv) {
 	std::fprintf(human,
 	             "livetrack-seed: %.2f s, %llu rows in %llu INSERTs of %d (%s, %d connection%s), %.0f rows/s; "
 	             "buffered->committed p50 %.1f ms, p99 %.1f ms; INSERT p50 %.1f ms\n",
-	             secs, (unsigned long long)rows, (unsigned long long)inserts, o.rows, o.unnest ? "unnest" : "values",
+	             secs, (unsigned long long)rows, (unsigned long long)inserts, o.rows, method_name(o),
 	             o.connections, o.connections == 1 ? "" : "s", rate, p50, p99,
 	             tool::percentile(ins, .5));
 	if (g_feed) {
@@ -559,7 +663,7 @@ int main(int argc, char **argv) {
 		            "\"insert_p50_ms\":%s,\"insert_p99_ms\":%s,\"inserts\":%llu,\"rows_per_insert\":%d,\"connections\":%d,\"method\":\"%s\",\"failed_connections\":%d,\"mqtt_received\":%llu}\n",
 		            secs, (unsigned long long)rows, rate, tool::json_num(p50).c_str(), tool::json_num(p99).c_str(),
 		            tool::json_num(tool::percentile(ins, .5)).c_str(), tool::json_num(tool::percentile(ins, .99)).c_str(),
-		            (unsigned long long)inserts, o.rows, o.connections, o.unnest ? "unnest" : "values", failed,
+		            (unsigned long long)inserts, o.rows, o.connections, method_name(o), failed,
 		            (unsigned long long)feed.received());
 	std::fflush(stdout);
 	return failed ? 1 : 0;
