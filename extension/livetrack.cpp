@@ -5,6 +5,7 @@
 extern "C" {
 #include "commands/dbcommands.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/bgworker_internals.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -51,6 +52,7 @@ char *lt_mqtt_client_id;
 char *lt_mqtt_username;
 char *lt_mqtt_password_file;
 int lt_compaction_delay_ms;
+int lt_http_workers_registered; // set by _PG_init, inherited by the workers
 
 static shmem_request_hook_type prev_shmem_request_hook;
 static shmem_startup_hook_type prev_shmem_startup_hook;
@@ -255,7 +257,18 @@ static void define_settings(void) {
 	MarkGUCPrefixReserved("livetrack");
 }
 
-static void register_worker(const char *name, const char *function, int32 arg = 0) {
+// Registered background workers, ours and everyone's (the postmaster's list).
+static int registered_workers(void) {
+	int n = 0;
+	for (slist_node *i = BackgroundWorkerList.head.next; i != NULL; i = i->next) // slist_foreach is C-only
+		n++;
+	return n;
+}
+
+// False if the postmaster had no slot left (max_worker_processes): it logs
+// "too many background workers" and carries on without this one.
+static bool register_worker(const char *name, const char *function, int32 arg = 0) {
+	int before = registered_workers();
 	BackgroundWorker w;
 	memset(&w, 0, sizeof w);
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -267,6 +280,7 @@ static void register_worker(const char *name, const char *function, int32 arg = 
 	strlcpy(w.bgw_name, name, BGW_MAXLEN);
 	strlcpy(w.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&w);
+	return registered_workers() > before;
 }
 
 void _PG_init(void) {
@@ -282,19 +296,29 @@ void _PG_init(void) {
 	lt_nearest_scan_init();
 	lt_history_planner_init();
 	lt_at_commit_init();
-	register_worker("livetrack listener", "livetrack_listener_main");
-	register_worker("livetrack compactor", "livetrack_compactor_main");
+	int wanted = 2 + lt_flushers + (lt_http_port != 0 ? lt_http_workers : 0), got = 0;
+	got += register_worker("livetrack listener", "livetrack_listener_main");
+	got += register_worker("livetrack compactor", "livetrack_compactor_main");
 	for (int i = 0; i < lt_flushers; i++) {
 		char name[BGW_MAXLEN];
 		snprintf(name, sizeof name, "livetrack flusher %d", i + 1);
-		register_worker(name, "livetrack_flusher_main", i);
+		got += register_worker(name, "livetrack_flusher_main", i);
 	}
+	lt_http_workers_registered = 0;
 	for (int i = 0; lt_http_port != 0 && i < lt_http_workers; i++) {
 		char name[BGW_MAXLEN];
 		if (lt_http_workers == 1)
 			strlcpy(name, "livetrack http", sizeof name);
 		else
 			snprintf(name, sizeof name, "livetrack http %d", i + 1);
-		register_worker(name, "livetrack_http_main", i);
+		if (register_worker(name, "livetrack_http_main", i))
+			lt_http_workers_registered++;
 	}
+	got += lt_http_workers_registered;
+	if (got < wanted)
+		ereport(WARNING, (errmsg("livetrack: only %d of its %d background workers could be registered", got, wanted),
+		                  errdetail("max_worker_processes (%d) is shared by every extension, PostgreSQL's own "
+		                            "workers and parallel queries.",
+		                            max_worker_processes),
+		                  errhint("Raise max_worker_processes to at least %d and restart.", wanted + 8)));
 }

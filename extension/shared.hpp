@@ -146,6 +146,7 @@ extern char *lt_http_listen_addresses;
 extern int lt_http_port;
 extern int lt_http_max_connections;
 extern int lt_http_workers;
+extern int lt_http_workers_registered; // those the postmaster had room for
 extern char *lt_map_tiles;
 extern char *lt_mqtt_broker;
 extern char *lt_mqtt_topics;

@@ -134,6 +134,9 @@ lt_cluster_init() {
 		# A fresh cluster has no WAL segments to recycle yet: zero-filling each
 		# new 16 MB segment stalls the committing flusher for ~90 ms here.
 		echo "wal_init_zero = off"
+		# livetrack's workers (listener, compactor, flushers, up to 16 HTTP
+		# workers) share these slots with PostgreSQL's own and parallel queries.
+		echo "max_worker_processes = 32"
 		echo "log_min_messages = warning"
 		for line in "$@"; do echo "$line"; done
 	} | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null

@@ -281,8 +281,11 @@ lt::HttpConfig http_config(void) {
 		start = comma + 1;
 	}
 	cfg.port = lt_http_port;
-	// Each worker takes its share: the kernel spreads connections evenly.
-	cfg.max_connections = (lt_http_max_connections + lt_http_workers - 1) / lt_http_workers;
+	// Each worker takes its share: the kernel spreads connections evenly
+	// over the workers that exist (fewer than asked for if
+	// max_worker_processes had no room: the server log warned at start).
+	int workers = lt_http_workers_registered > 0 ? lt_http_workers_registered : lt_http_workers;
+	cfg.max_connections = (lt_http_max_connections + workers - 1) / workers;
 	cfg.reuse_port = lt_http_workers > 1;
 	cfg.policy.auth = lt::AuthMode(lt_auth);
 	cfg.policy.clock = lt::ClockLimits{lt_max_future_ms, lt_max_late_ms};
@@ -332,7 +335,8 @@ void raise_open_files(void) {
 			ereport(LOG, (errmsg("livetrack http: could not raise the open files limit: %m")));
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-	    rl.rlim_cur * rlim_t(lt_http_workers) < rlim_t(lt_http_max_connections) + 64)
+	    rl.rlim_cur * rlim_t(lt_http_workers_registered > 0 ? lt_http_workers_registered : lt_http_workers) <
+	        rlim_t(lt_http_max_connections) + 64)
 		ereport(LOG, (errmsg("livetrack http: the open files limit (%llu) times livetrack.http_workers (%d) is below "
 		                     "livetrack.http_max_connections (%d); raise LimitNOFILE / ulimit -Hn, or "
 		                     "livetrack.http_workers",

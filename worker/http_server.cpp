@@ -291,7 +291,9 @@ bool HttpServer::open(const HttpConfig &cfg, std::string &err) {
 				set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
 			if (ai->ai_family == AF_INET6)
 				set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-			if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+			// The kernel caps the backlog at net.core.somaxconn: a burst of
+			// reconnecting clients (a storm) needs it raised (README).
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 65535) != 0) {
 				err += "http " + a + ":" + port + ": " + std::strerror(errno) + "; ";
 				::close(fd);
 				continue;
