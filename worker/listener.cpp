@@ -274,7 +274,10 @@ static void rebuild_live(void) {
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	ereport(LOG, (errmsg("livetrack listener: live state rebuilt with %llu drivers", (unsigned long long)loaded)));
+	// A driver may come in several candidate rows (hot log, late fixes,
+	// segments): the live table holds each once.
+	ereport(LOG, (errmsg("livetrack listener: live state rebuilt with %u drivers (%llu candidate rows)",
+	                     lt_live.size(), (unsigned long long)loaded)));
 }
 
 // Loads the signing keys that are not revoked (shared memory is fresh after
