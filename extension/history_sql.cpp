@@ -77,14 +77,14 @@ struct TrailPoint {
 
 SPIPlanPtr trail_segments_plan, trail_rows_plan;
 
-SPIPlanPtr keep(const char *sql, int nargs, Oid *types) {
+} // namespace
+
+SPIPlanPtr lt_keep_plan(const char *sql, int nargs, Oid *types) {
 	SPIPlanPtr p = SPI_prepare(sql, nargs, types);
 	if (p == NULL || SPI_keepplan(p) != 0)
 		elog(ERROR, "livetrack: could not prepare \"%s\"", sql);
 	return p;
 }
-
-} // namespace
 
 // trail(driver_id, since, until): the driver's path in time order, from its
 // segments (decoded here, one index probe per minute) and whatever of the
@@ -100,11 +100,11 @@ LT_FUNCTION(livetrack_trail) {
 	SPI_connect();
 	if (trail_segments_plan == NULL) {
 		Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-		trail_segments_plan = keep("SELECT data FROM livetrack.segments WHERE driver_id = $1 "
+		trail_segments_plan = lt_keep_plan("SELECT data FROM livetrack.segments WHERE driver_id = $1 "
 		                           "AND period > $2 - interval '1 minute' AND period <= $3 "
 		                           "AND t_max >= $2 AND t_min <= $3",
 		                           3, types);
-		trail_rows_plan = keep(
+		trail_rows_plan = lt_keep_plan(
 		    "SELECT ts, lat_e7, lon_e7, NULL::geography FROM livetrack.hot WHERE driver_id = $1 AND ts BETWEEN $2 AND $3 "
 		    "UNION ALL SELECT ts, lat_e7, lon_e7, NULL FROM livetrack.hot_late WHERE driver_id = $1 AND ts BETWEEN $2 AND $3 "
 		    "UNION ALL SELECT ts, NULL, NULL, geog FROM livetrack.pings_0_2 WHERE driver_id = $1 AND ts BETWEEN $2 AND $3",

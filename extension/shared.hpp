@@ -175,6 +175,10 @@ void lt_wake_http(void);
 typedef void (*LtStatFn)(void *arg, const char *metric, uint64 value, bool counter);
 void lt_stats_collect(LtStatFn put, void *arg);
 
+// SPI_prepare + SPI_keepplan, or ERROR (extension/history_sql.cpp). The
+// type is executor/spi.h's SPIPlanPtr.
+struct _SPI_plan *lt_keep_plan(const char *sql, int nargs, Oid *types);
+
 // Installs the planner hook that lets ts filters on livetrack.pings prune
 // segments (extension/history_planner.cpp).
 void lt_history_planner_init(void);

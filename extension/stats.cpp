@@ -31,12 +31,15 @@ void lt_stats_collect(LtStatFn put, void *arg) {
 	LT_HTTP_COUNTERS(LT_PUT)
 #undef LT_PUT
 	uint64 conns = 0, streams = 0, watched = 0;
-	uint32 http_state = lt_http_port != 0 && lt_http_workers > 0 ? LT_LISTENER_SERVING : LT_LISTENER_DOWN;
+	// Serving when every HTTP worker that exists is (those max_worker_processes
+	// had no room for never start; they are the last ones asked for).
+	int http_workers = lt_http_workers_registered;
+	uint32 http_state = lt_http_port != 0 && http_workers > 0 ? LT_LISTENER_SERVING : LT_LISTENER_DOWN;
 	for (int i = 0; i < kMaxHttpWorkers; i++) {
 		conns += lt::load_relaxed(ctl->http[i].connections);
 		streams += lt::load_relaxed(ctl->http[i].streams);
 		watched += lt::load_relaxed(ctl->http[i].watched_orders);
-		if (i < lt_http_workers && lt_http_port != 0)
+		if (i < http_workers && lt_http_port != 0)
 			http_state = std::min(http_state, lt::load_relaxed(ctl->http[i].state)); // serving when all of them are
 	}
 	put(arg, "live_drivers", lt_live.size(), false);

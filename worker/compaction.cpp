@@ -51,23 +51,17 @@ void prepare_plans(void) {
 	if (insert_plan == NULL) {
 		Oid types[10] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
 		                 INT4ARRAYOID,  INT4ARRAYOID,         INT4ARRAYOID,         INT4ARRAYOID,         BYTEAARRAYOID};
-		SPIPlanPtr p = SPI_prepare(
+		insert_plan = lt_keep_plan(
 		    "INSERT INTO livetrack.segments (driver_id, period, t_min, t_max, fixes, lat_min, lat_max, lon_min, "
 		    "lon_max, data) SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 		    10, types);
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "livetrack: could not prepare the segments INSERT");
-		insert_plan = p;
 	}
 	if (totals_plan == NULL) {
 		Oid types[3] = {DATEOID, INT8OID, INT8OID};
-		SPIPlanPtr p = SPI_prepare("INSERT INTO livetrack.segment_totals AS t (day, rows, fixes) VALUES ($1, $2, $3) "
+		totals_plan = lt_keep_plan("INSERT INTO livetrack.segment_totals AS t (day, rows, fixes) VALUES ($1, $2, $3) "
 		                           "ON CONFLICT (day) DO UPDATE SET rows = t.rows + excluded.rows, "
 		                           "fixes = t.fixes + excluded.fixes",
 		                           3, types);
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "livetrack: could not prepare the segment totals upsert");
-		totals_plan = p;
 	}
 }
 

@@ -185,5 +185,14 @@ ok($sql->('SELECT count(*) FROM livetrack.segments WHERE driver_id BETWEEN 25000
 	'much of it compacted meanwhile');
 like(slurp_file($node->logfile), qr/compactor.*terminated by signal 9/, 'the compactor was killed');
 
+# A hot minute has no statistics (no autovacuum), yet one driver of it is
+# found through its BRIN rather than by reading the whole minute: the
+# statistics hook of extension/history_planner.cpp. 100,000 rows written in
+# driver order, as the flushers write, into a minute that is still open.
+$sql->("INSERT INTO livetrack.hot SELECT 900000 + i / 50, date_trunc('minute', now()) + interval '3 min' + (i % 60000) * "
+	. "interval '1 ms', 1, 1, -1, -1, -1, now() FROM generate_series(1, 100000) i ORDER BY 1");
+like($sql->('EXPLAIN (COSTS OFF) SELECT count(*) FROM livetrack.pings WHERE driver_id = 900042'),
+	qr/Bitmap Index Scan on hot_\d{8}_\d{4}_driver_id_idx/, 'one driver of a hot minute is read through its BRIN');
+
 $node->stop;
 done_testing();
